@@ -1,0 +1,463 @@
+//! The executor: a burn [`Module`] built from a network graph and its weights, run in
+//! topological order on whichever backend the [`Device`] belongs to.
+
+mod backend;
+
+pub use backend::{Backend, BackendError};
+
+use crate::deps;
+use crate::ir::{Network, Op};
+use crate::weights::{WeightTensor, Weights};
+use burn::module::{Module, Param, RunningState};
+use burn::tensor::module::{avg_pool2d, batch_norm, batch_norm_train, conv2d, linear, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, TensorData, activation};
+
+/// A conv layer's parameters.
+#[derive(Module, Debug)]
+pub struct ConvParams {
+    weight: Param<Tensor<4>>,
+    bias: Option<Param<Tensor<1>>>,
+}
+
+/// A linear layer's parameters; the weight is stored `[in, out]`, burn's layout.
+#[derive(Module, Debug)]
+pub struct LinearParams {
+    weight: Param<Tensor<2>>,
+    bias: Option<Param<Tensor<1>>>,
+}
+
+/// A BatchNorm layer's affine parameters and running statistics.
+#[derive(Module, Debug)]
+pub struct NormParams {
+    gamma: Param<Tensor<1>>,
+    beta: Param<Tensor<1>>,
+    running_mean: RunningState<Tensor<1>>,
+    running_var: RunningState<Tensor<1>>,
+    eps: f64,
+}
+
+/// One layer of the execution plan: what to compute and which earlier values it reads.
+#[derive(Clone, Debug)]
+enum Step {
+    Input,
+    Conv {
+        params: usize,
+        stride: [usize; 2],
+        padding: [usize; 2],
+        groups: usize,
+    },
+    Norm {
+        params: usize,
+    },
+    Relu,
+    Relu6,
+    MaxPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    },
+    AvgPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    },
+    GlobalAvgPool,
+    Add,
+    Concat,
+    ZeroPad {
+        before: usize,
+        after: usize,
+        stride: usize,
+    },
+    Flatten,
+    Linear {
+        params: usize,
+    },
+    Output,
+}
+
+/// How BatchNorm layers behave in a forward pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NormMode {
+    /// Normalise with the running statistics (inference).
+    Eval,
+    /// Normalise with the batch's statistics and fold them into the running statistics
+    /// with this momentum (`running = (1 - m)·running + m·batch`); weights are not touched.
+    Train {
+        /// Weight of the current batch in the running statistics.
+        momentum: f64,
+    },
+}
+
+/// A network ready to run on a burn device.
+#[derive(Module, Debug)]
+pub struct Executable {
+    convs: Vec<ConvParams>,
+    linears: Vec<LinearParams>,
+    norms: Vec<NormParams>,
+    #[module(skip)]
+    steps: Vec<Step>,
+    #[module(skip)]
+    inputs: Vec<Vec<usize>>,
+    #[module(skip)]
+    names: Vec<String>,
+}
+
+/// Multiplies a layer's output units by these factors (used to check that pruning equals
+/// masking); one entry per layer, `None` to leave the layer alone.
+pub type UnitMasks = Vec<Option<Vec<f32>>>;
+
+enum Value {
+    Map(Tensor<4>),
+    Flat(Tensor<2>),
+}
+
+impl Value {
+    fn map(self) -> Tensor<4> {
+        match self {
+            Value::Map(t) => t,
+            Value::Flat(_) => unreachable!("shape inference guarantees a feature map here"),
+        }
+    }
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> WeightTensor {
+    let shape = t.dims().to_vec();
+    WeightTensor {
+        shape,
+        data: t.into_data().try_into_vec::<f32>().expect("f32 parameters"),
+    }
+}
+
+fn tensor<const D: usize>(t: &WeightTensor, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(t.data.clone(), t.shape.clone()), device)
+}
+
+impl Executable {
+    /// Builds the executable network; `weights` must have passed [`Weights::check`].
+    pub fn new(net: &Network, weights: &Weights, device: &Device) -> Executable {
+        let (mut convs, mut linears, mut norms) = (Vec::new(), Vec::new(), Vec::new());
+        let mut steps = Vec::with_capacity(net.len());
+        for node in net.nodes() {
+            let bias = |kind: &str| {
+                let name = format!("{}.{kind}", net.node(node).name);
+                weights.get(&name).map(|b| Param::from_tensor(tensor::<1>(b, device)))
+            };
+            let step = match &net.node(node).op {
+                Op::Input { .. } => Step::Input,
+                Op::Conv2d {
+                    stride, padding, groups, ..
+                } => {
+                    convs.push(ConvParams {
+                        weight: Param::from_tensor(tensor(weights.of(net, node, "weight"), device)),
+                        bias: bias("bias"),
+                    });
+                    Step::Conv {
+                        params: convs.len() - 1,
+                        stride: *stride,
+                        padding: *padding,
+                        groups: *groups,
+                    }
+                }
+                Op::Linear { .. } => {
+                    let w: Tensor<2> = tensor(weights.of(net, node, "weight"), device);
+                    linears.push(LinearParams {
+                        weight: Param::from_tensor(w.transpose()),
+                        bias: bias("bias"),
+                    });
+                    Step::Linear { params: linears.len() - 1 }
+                }
+                Op::BatchNorm { eps } => {
+                    let get = |kind| tensor::<1>(weights.of(net, node, kind), device);
+                    norms.push(NormParams {
+                        gamma: Param::from_tensor(get("weight")),
+                        beta: Param::from_tensor(get("bias")),
+                        running_mean: RunningState::new(get("running_mean")),
+                        running_var: RunningState::new(get("running_var")),
+                        eps: *eps,
+                    });
+                    Step::Norm { params: norms.len() - 1 }
+                }
+                Op::Relu => Step::Relu,
+                Op::Relu6 => Step::Relu6,
+                Op::MaxPool2d { kernel, stride, padding } => Step::MaxPool {
+                    kernel: *kernel,
+                    stride: *stride,
+                    padding: *padding,
+                },
+                Op::AvgPool2d { kernel, stride, padding } => Step::AvgPool {
+                    kernel: *kernel,
+                    stride: *stride,
+                    padding: *padding,
+                },
+                Op::GlobalAvgPool => Step::GlobalAvgPool,
+                Op::Add => Step::Add,
+                Op::Concat => Step::Concat,
+                Op::ZeroPad { before, after, stride } => Step::ZeroPad {
+                    before: *before,
+                    after: *after,
+                    stride: *stride,
+                },
+                Op::Flatten => Step::Flatten,
+                Op::Output => Step::Output,
+            };
+            steps.push(step);
+        }
+        let inputs = net.nodes().map(|n| net.inputs(n).iter().map(|i| i.index()).collect()).collect();
+        let names = net.nodes().map(|n| net.node(n).name.clone()).collect();
+        Executable {
+            convs,
+            linears,
+            norms,
+            steps,
+            inputs,
+            names,
+        }
+    }
+
+    /// The current parameters and running statistics as named host tensors (PyTorch
+    /// layout), e.g. after training or BatchNorm recalibration.
+    pub fn weights(&self) -> Weights {
+        let mut out = Weights::default();
+        for (step, name) in self.steps.iter().zip(&self.names) {
+            let mut put = |kind: &str, t: WeightTensor| {
+                out.tensors.insert(format!("{name}.{kind}"), t);
+            };
+            match step {
+                Step::Conv { params, .. } => {
+                    let p = &self.convs[*params];
+                    put("weight", host(p.weight.val()));
+                    if let Some(b) = &p.bias {
+                        put("bias", host(b.val()));
+                    }
+                }
+                Step::Linear { params } => {
+                    let p = &self.linears[*params];
+                    put("weight", host(p.weight.val().transpose()));
+                    if let Some(b) = &p.bias {
+                        put("bias", host(b.val()));
+                    }
+                }
+                Step::Norm { params } => {
+                    let p = &self.norms[*params];
+                    put("weight", host(p.gamma.val()));
+                    put("bias", host(p.beta.val()));
+                    put("running_mean", host(p.running_mean.value_sync()));
+                    put("running_var", host(p.running_var.value_sync()));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Inference: `[batch, C, H, W]` images to `[batch, outputs]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.run(x, NormMode::Eval, None)
+    }
+
+    /// A forward pass with the given BatchNorm behaviour.
+    pub fn forward_with(&self, x: Tensor<4>, mode: NormMode) -> Tensor<2> {
+        self.run(x, mode, None)
+    }
+
+    /// Inference with every layer's output units scaled by `masks` (see [`unit_masks`]).
+    pub fn forward_masked(&self, x: Tensor<4>, masks: &UnitMasks) -> Tensor<2> {
+        self.run(x, NormMode::Eval, Some(masks))
+    }
+
+    fn run(&self, x: Tensor<4>, mode: NormMode, masks: Option<&UnitMasks>) -> Tensor<2> {
+        let device = x.device();
+        let batch = x.dims()[0];
+        let mut values: Vec<Option<Value>> = Vec::with_capacity(self.steps.len());
+        let mut input = Some(x);
+        // How many later layers still read each value, so that tensors are dropped early.
+        let mut readers = vec![0usize; self.steps.len()];
+        self.inputs.iter().flatten().for_each(|&i| readers[i] += 1);
+        for (index, step) in self.steps.iter().enumerate() {
+            let mut args: Vec<Value> = Vec::with_capacity(self.inputs[index].len());
+            for &i in &self.inputs[index] {
+                readers[i] -= 1;
+                let value = if readers[i] == 0 {
+                    values[i].take()
+                } else {
+                    values[i].as_ref().map(Value::share)
+                };
+                args.push(value.expect("every value is computed before it is read"));
+            }
+            let mut args = args.into_iter();
+            let mut next = || args.next().expect("shape inference checked the input count");
+            let value = match step {
+                Step::Input => Value::Map(input.take().expect("one input layer")),
+                Step::Conv {
+                    params,
+                    stride,
+                    padding,
+                    groups,
+                } => {
+                    let p = &self.convs[*params];
+                    let options = ConvOptions::new(*stride, *padding, [1, 1], *groups);
+                    Value::Map(conv2d(next().map(), p.weight.val(), p.bias.as_ref().map(|b| b.val()), options))
+                }
+                Step::Norm { params } => {
+                    let p = &self.norms[*params];
+                    match next() {
+                        Value::Map(t) => Value::Map(normalise(p, t, mode)),
+                        Value::Flat(t) => Value::Flat(normalise(p, t, mode)),
+                    }
+                }
+                Step::Relu => next().apply(activation::relu, activation::relu),
+                Step::Relu6 => next().apply(|t| t.clamp(0.0, 6.0), |t| t.clamp(0.0, 6.0)),
+                Step::MaxPool { kernel, stride, padding } => Value::Map(max_pool2d(
+                    next().map(),
+                    MaxPoolOptions::new(*kernel).with_stride(*stride).with_padding(*padding),
+                )),
+                Step::AvgPool { kernel, stride, padding } => Value::Map(avg_pool2d(
+                    next().map(),
+                    AvgPoolOptions::new(*kernel).with_stride(*stride).with_padding(*padding),
+                )),
+                Step::GlobalAvgPool => Value::Map(next().map().mean_dim(3).mean_dim(2)),
+                Step::Add => {
+                    let first = next();
+                    args.fold(first, |acc, v| acc.zip(v, |a, b| a + b, |a, b| a + b))
+                }
+                Step::Concat => Value::Map(Tensor::cat(args.map(Value::map).collect(), 1)),
+                Step::ZeroPad { before, after, stride } => {
+                    let x = next().map();
+                    let x = if *stride > 1 {
+                        max_pool2d(x, MaxPoolOptions::new([1, 1]).with_stride([*stride; 2]))
+                    } else {
+                        x
+                    };
+                    let [n, _, h, w] = x.dims();
+                    let mut parts = Vec::with_capacity(3);
+                    if *before > 0 {
+                        parts.push(Tensor::zeros([n, *before, h, w], &device));
+                    }
+                    parts.push(x);
+                    if *after > 0 {
+                        parts.push(Tensor::zeros([n, *after, h, w], &device));
+                    }
+                    Value::Map(Tensor::cat(parts, 1))
+                }
+                Step::Flatten => match next() {
+                    Value::Map(t) => Value::Flat(t.reshape([batch as i32, -1])),
+                    flat => flat,
+                },
+                Step::Linear { params } => {
+                    let p = &self.linears[*params];
+                    let x = match next() {
+                        Value::Flat(t) => t,
+                        Value::Map(_) => unreachable!("shape inference puts a flatten before every linear layer"),
+                    };
+                    Value::Flat(linear(x, p.weight.val(), p.bias.as_ref().map(|b| b.val())))
+                }
+                Step::Output => next(),
+            };
+            let value = match masks.and_then(|m| m[index].as_ref()) {
+                Some(mask) => value.scale_units(mask, &device),
+                None => value,
+            };
+            values.push(Some(value));
+        }
+        match values.pop().flatten().expect("the output layer is last") {
+            Value::Flat(t) => t,
+            Value::Map(t) => t.reshape([batch as i32, -1]),
+        }
+    }
+}
+
+fn normalise<const D: usize>(p: &NormParams, x: Tensor<D>, mode: NormMode) -> Tensor<D> {
+    match mode {
+        NormMode::Eval => batch_norm(
+            x,
+            p.gamma.val(),
+            p.beta.val(),
+            p.running_mean.value_sync(),
+            p.running_var.value_sync(),
+            p.eps,
+        ),
+        NormMode::Train { momentum } => {
+            let out = batch_norm_train(x, p.gamma.val(), p.beta.val(), p.eps);
+            let mean = p
+                .running_mean
+                .value_sync()
+                .mul_scalar(1.0 - momentum)
+                .add(out.mean.mul_scalar(momentum));
+            let var = p
+                .running_var
+                .value_sync()
+                .mul_scalar(1.0 - momentum)
+                .add(out.variance.mul_scalar(momentum));
+            p.running_mean.update(mean.detach());
+            p.running_var.update(var.detach());
+            out.output
+        }
+    }
+}
+
+impl Value {
+    fn share(&self) -> Value {
+        match self {
+            Value::Map(t) => Value::Map(t.clone()),
+            Value::Flat(t) => Value::Flat(t.clone()),
+        }
+    }
+
+    fn apply(self, on_map: impl FnOnce(Tensor<4>) -> Tensor<4>, on_flat: impl FnOnce(Tensor<2>) -> Tensor<2>) -> Value {
+        match self {
+            Value::Map(t) => Value::Map(on_map(t)),
+            Value::Flat(t) => Value::Flat(on_flat(t)),
+        }
+    }
+
+    fn zip(
+        self,
+        other: Value,
+        on_map: impl FnOnce(Tensor<4>, Tensor<4>) -> Tensor<4>,
+        on_flat: impl FnOnce(Tensor<2>, Tensor<2>) -> Tensor<2>,
+    ) -> Value {
+        match (self, other) {
+            (Value::Map(a), Value::Map(b)) => Value::Map(on_map(a, b)),
+            (Value::Flat(a), Value::Flat(b)) => Value::Flat(on_flat(a, b)),
+            _ => unreachable!("shape inference gives add inputs one shape"),
+        }
+    }
+
+    /// Multiplies unit `u` by `mask[u]`; a flattened map repeats each channel's factor
+    /// over its `h·w` features.
+    fn scale_units(self, mask: &[f32], device: &Device) -> Value {
+        match self {
+            Value::Map(t) => {
+                let m: Tensor<4> = Tensor::from_data(TensorData::new(mask.to_vec(), [1, mask.len(), 1, 1]), device);
+                Value::Map(t * m)
+            }
+            Value::Flat(t) => {
+                let features = t.dims()[1];
+                let repeat = features / mask.len();
+                let expanded: Vec<f32> = mask.iter().flat_map(|&v| std::iter::repeat_n(v, repeat)).collect();
+                let m: Tensor<2> = Tensor::from_data(TensorData::new(expanded, [1, features]), device);
+                Value::Flat(t * m)
+            }
+        }
+    }
+}
+
+/// Masks that zero, at every layer, the units a keep-set removes: running the original
+/// network with them must equal running the pruned one.
+pub fn unit_masks(net: &Network, deps: &deps::Dependencies, keep: &[Vec<usize>]) -> UnitMasks {
+    let kept = deps.kept_units(net, keep);
+    net.nodes()
+        .map(|n| {
+            let mut mask = vec![0.0; deps::units(net, n)];
+            kept[n.index()].iter().for_each(|&u| mask[u] = 1.0);
+            Some(mask)
+        })
+        .collect()
+}
+
+/// Copies a `[batch, features]` tensor back to the host, row-major.
+pub fn to_vec(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().expect("f32 output")
+}

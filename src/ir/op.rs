@@ -1,0 +1,114 @@
+//! The operations a layer can perform.
+
+/// What one layer computes. Channel counts of a layer's *inputs* are not stored: they
+/// follow from shape inference, so that pruning a producer needs no edit of its consumers
+/// beyond their weights.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// The network input: a `channels × height × width` image.
+    Input {
+        /// Input channels (3 for RGB, 1 for grayscale).
+        channels: usize,
+        /// Image height in pixels.
+        height: usize,
+        /// Image width in pixels.
+        width: usize,
+    },
+    /// 2-D convolution, weight `[out, in / groups, kh, kw]`.
+    Conv2d {
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel size `[kh, kw]`.
+        kernel: [usize; 2],
+        /// Stride `[sh, sw]`.
+        stride: [usize; 2],
+        /// Zero padding `[ph, pw]` on each side.
+        padding: [usize; 2],
+        /// Channel groups: 1 for a dense conv, `in = out = groups` for a depthwise one.
+        groups: usize,
+        /// Whether the conv has a bias vector.
+        bias: bool,
+    },
+    /// Batch normalisation over channels (after a conv) or features (after a linear).
+    BatchNorm {
+        /// Added to the variance before the square root.
+        eps: f64,
+    },
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, 0), 6)` (MobileNetV2).
+    Relu6,
+    /// Max pooling.
+    MaxPool2d {
+        /// Window `[kh, kw]`.
+        kernel: [usize; 2],
+        /// Stride `[sh, sw]`.
+        stride: [usize; 2],
+        /// Padding `[ph, pw]` (padded cells never win).
+        padding: [usize; 2],
+    },
+    /// Average pooling (padded cells count as zeros, as in PyTorch's default).
+    AvgPool2d {
+        /// Window `[kh, kw]`.
+        kernel: [usize; 2],
+        /// Stride `[sh, sw]`.
+        stride: [usize; 2],
+        /// Padding `[ph, pw]`.
+        padding: [usize; 2],
+    },
+    /// Mean over the spatial axes: `C × H × W → C × 1 × 1`.
+    GlobalAvgPool,
+    /// Element-wise sum of two or more inputs of one shape.
+    Add,
+    /// Concatenation along the channel axis, inputs in slot order.
+    Concat,
+    /// The "option A" shortcut of the CIFAR ResNets: spatial subsampling by `stride`
+    /// (`x[:, :, ::s, ::s]`) then `before` zero channels in front and `after` behind.
+    ZeroPad {
+        /// Zero channels placed before the input's channels.
+        before: usize,
+        /// Zero channels placed after the input's channels.
+        after: usize,
+        /// Spatial subsampling step.
+        stride: usize,
+    },
+    /// `C × H × W → C·H·W` features (channel-major, as PyTorch's `flatten(1)`).
+    Flatten,
+    /// Fully connected layer, weight `[out, in]`.
+    Linear {
+        /// Output features.
+        out_features: usize,
+        /// Whether the layer has a bias vector.
+        bias: bool,
+    },
+    /// The network output (identity).
+    Output,
+}
+
+impl Op {
+    /// The short lower-case name used in model specs, tables and error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Conv2d { .. } => "conv2d",
+            Op::BatchNorm { .. } => "batchnorm",
+            Op::Relu => "relu",
+            Op::Relu6 => "relu6",
+            Op::MaxPool2d { .. } => "maxpool2d",
+            Op::AvgPool2d { .. } => "avgpool2d",
+            Op::GlobalAvgPool => "global_avgpool",
+            Op::Add => "add",
+            Op::Concat => "concat",
+            Op::ZeroPad { .. } => "zeropad",
+            Op::Flatten => "flatten",
+            Op::Linear { .. } => "linear",
+            Op::Output => "output",
+        }
+    }
+
+    /// True for a conv whose every output channel reads exactly one input channel
+    /// (`groups = in = out`).
+    pub fn is_depthwise(&self, in_channels: usize) -> bool {
+        matches!(self, Op::Conv2d { groups, out_channels, .. } if *groups > 1 && *groups == in_channels && *out_channels == in_channels)
+    }
+}

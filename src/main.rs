@@ -1,0 +1,144 @@
+//! The `sacp` command line.
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use sacp::exec::{Backend, Executable};
+use sacp::{inspect, spec, weights};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Structure-aware automatic channel pruning of convolutional networks.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a network's layers (channels, output shapes, params, MACs), totals and the
+    /// dependency groups that must be pruned together.
+    Inspect {
+        /// Model spec (TOML), e.g. models/resnet56_cifar10.toml.
+        model: PathBuf,
+        /// Weights (safetensors) to check against the network; defaults to the spec's `weights`.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Print one JSON object `{"layers", "groups", "totals"}` instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write seeded random (Kaiming) weights for a model spec.
+    Init {
+        /// Model spec (TOML).
+        model: PathBuf,
+        /// Seed of the random initialisation; the same seed gives the same weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output safetensors file (written atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Time forward passes of a network on a backend.
+    Bench {
+        /// Model spec (TOML).
+        model: PathBuf,
+        /// Weights (safetensors); random weights when neither this nor the spec names any.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Backend to run on: cpu (burn-flex) or wgpu (GPU, or lavapipe on a CPU).
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Timed forward passes (after one untimed warm-up).
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Inspect { model, weights, json } => inspect_model(&model, weights, json),
+        Command::Init { model, seed, out } => {
+            let spec = spec::load(&model)?;
+            let w = weights::initialise(&spec.network, seed);
+            weights::save(&w, &out)?;
+            eprintln!(
+                "wrote {} ({} tensors, {} parameters)",
+                out.display(),
+                w.tensors.len(),
+                w.parameter_count()
+            );
+            Ok(())
+        }
+        Command::Bench {
+            model,
+            weights,
+            backend,
+            batch,
+            iters,
+        } => bench(&model, weights, backend, batch, iters),
+    }
+}
+
+fn load_weights(spec: &spec::ModelSpec, explicit: Option<PathBuf>) -> Result<Option<weights::Weights>> {
+    let Some(path) = explicit.or_else(|| spec.weights.clone()) else {
+        return Ok(None);
+    };
+    let w = weights::load(&path)?;
+    w.check(&spec.network, &path.display().to_string())?;
+    Ok(Some(w))
+}
+
+fn inspect_model(model: &Path, weights: Option<PathBuf>, json: bool) -> Result<()> {
+    let spec = spec::load(model)?;
+    let loaded = load_weights(&spec, weights)?;
+    let report = inspect::inspect(&spec.network);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+        if let Some(w) = loaded {
+            println!(
+                "\nweights: {} tensors, {} parameters, all shapes match",
+                w.tensors.len(),
+                w.parameter_count()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bench(model: &Path, weights: Option<PathBuf>, backend: Backend, batch: usize, iters: usize) -> Result<()> {
+    if batch == 0 || iters == 0 {
+        bail!("--batch and --iters must be positive");
+    }
+    let spec = spec::load(model)?;
+    let w = load_weights(&spec, weights)?.unwrap_or_else(|| weights::initialise(&spec.network, 0));
+    let device = backend.device()?;
+    let exec = Executable::new(&spec.network, &w, &device);
+    let dims = spec.network.shape(spec.network.input()).dims();
+    let x = burn::tensor::Tensor::<4>::zeros([batch, dims[0], dims[1], dims[2]], &device);
+    let warm = Instant::now();
+    sacp::exec::to_vec(exec.forward(x.clone()));
+    let warm = warm.elapsed();
+    let start = Instant::now();
+    for _ in 0..iters {
+        sacp::exec::to_vec(exec.forward(x.clone()));
+    }
+    let per = start.elapsed() / iters as u32;
+    let cost = spec.network.total_cost();
+    println!(
+        "{}: {:?} backend, batch {batch}: {:.2} ms per forward ({:.1} images/s; warm-up {:.2} s); {} MACs per image",
+        model.display(),
+        backend,
+        per.as_secs_f64() * 1e3,
+        batch as f64 / per.as_secs_f64(),
+        warm.as_secs_f64(),
+        inspect::human(cost.macs)
+    );
+    Ok(())
+}

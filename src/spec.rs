@@ -1,0 +1,352 @@
+//! Model specs: the TOML files under `models/` that name a zoo network, and the explicit
+//! layer lists that pruned networks are written as.
+//!
+//! A zoo spec:
+//! ```toml
+//! arch = "resnet"          # vgg | resnet | mobilenet_v2 | graph
+//! depth = 56
+//! num_classes = 10
+//! input = [3, 32, 32]      # channels, height, width
+//! weights = "resnet56.safetensors"   # optional, relative to this file
+//! ```
+//! A graph spec (`arch = "graph"`) lists its layers instead of `depth`/`num_classes`; see
+//! [`write_graph_spec`].
+
+use crate::ir::{IrError, Network, NetworkBuilder, Op};
+use crate::models::{self, ZooConfig, ZooError};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The ops a graph spec accepts.
+pub const GRAPH_OPS: &[&str] = &[
+    "conv2d",
+    "batchnorm",
+    "relu",
+    "relu6",
+    "maxpool2d",
+    "avgpool2d",
+    "global_avgpool",
+    "add",
+    "concat",
+    "zeropad",
+    "flatten",
+    "linear",
+    "output",
+];
+
+/// A malformed or unreadable model spec. The message names the file, the line and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct SpecError {
+    /// The spec file.
+    pub file: String,
+    /// 1-based line of the offending key, when known.
+    pub line: Option<usize>,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    arch: Spanned<String>,
+    depth: Option<Spanned<usize>>,
+    num_classes: Option<Spanned<usize>>,
+    input: Spanned<[usize; 3]>,
+    weights: Option<String>,
+    #[serde(default)]
+    layers: Vec<LayerSpec>,
+}
+
+/// One layer of a graph spec. Which keys are required depends on `op`.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct LayerSpec {
+    name: String,
+    op: Spanned<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    inputs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    out_channels: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    out_features: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<[usize; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stride: Option<[usize; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    padding: Option<[usize; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bias: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<usize>,
+}
+
+/// A model spec read from disk.
+#[derive(Clone, Debug)]
+pub struct ModelSpec {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The zoo settings, for zoo specs.
+    pub zoo: Option<ZooConfig>,
+    /// The network it describes.
+    pub network: Network,
+    /// The weights file it names, resolved relative to the spec's folder.
+    pub weights: Option<PathBuf>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Reads and checks a model spec file.
+pub fn load(path: &Path) -> Result<ModelSpec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+        file: path.display().to_string(),
+        line: None,
+        message: e.to_string(),
+    })?;
+    parse(&text, path)
+}
+
+/// Parses a model spec; `path` names it in errors and anchors a relative `weights` path.
+pub fn parse(text: &str, path: &Path) -> Result<ModelSpec, SpecError> {
+    let file = path.display().to_string();
+    let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError {
+        file: file.clone(),
+        line: e.span().map(|s| line_of(text, s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+    let at = |span: std::ops::Range<usize>, key: &str, message: String| SpecError {
+        file: file.clone(),
+        line: Some(line_of(text, span.start)),
+        message: format!("`{key}`: {message}"),
+    };
+    let input = *raw.input.get_ref();
+    let (network, zoo) = if raw.arch.get_ref() == "graph" {
+        if let Some(d) = &raw.depth {
+            return Err(at(d.span(), "depth", "a graph spec lists its layers; remove `depth`".into()));
+        }
+        (build_graph(&raw.layers, input, text, &file)?, None)
+    } else {
+        if let Some(layer) = raw.layers.first() {
+            return Err(at(
+                layer.op.span(),
+                "layers",
+                format!(
+                    "only `arch = \"graph\"` specs list layers, this one is arch `{}`",
+                    raw.arch.get_ref()
+                ),
+            ));
+        }
+        let num_classes = raw.num_classes.as_ref().ok_or_else(|| {
+            at(
+                raw.arch.span(),
+                "num_classes",
+                "missing; a zoo spec needs the number of classes".into(),
+            )
+        })?;
+        let config = ZooConfig {
+            arch: raw.arch.get_ref().clone(),
+            depth: raw.depth.as_ref().map(|d| *d.get_ref()),
+            num_classes: *num_classes.get_ref(),
+            input,
+        };
+        let network = models::build(&config).map_err(|e| match e {
+            ZooError::UnknownArch(_) => at(raw.arch.span(), "arch", e.to_string()),
+            ZooError::Depth { .. } => at(raw.depth.as_ref().map_or(raw.arch.span(), |d| d.span()), "depth", e.to_string()),
+            ZooError::Ir(e) => at(raw.input.span(), "input", format!("{e}; the network does not fit input {input:?}")),
+        })?;
+        (network, Some(config))
+    };
+    let weights = raw.weights.map(|w| path.parent().unwrap_or(Path::new(".")).join(w));
+    Ok(ModelSpec {
+        path: path.to_path_buf(),
+        zoo,
+        network,
+        weights,
+    })
+}
+
+fn build_graph(layers: &[LayerSpec], input: [usize; 3], text: &str, file: &str) -> Result<Network, SpecError> {
+    let mut builder = NetworkBuilder::new();
+    let fail = |line: Option<usize>, message: String| SpecError {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    builder
+        .add(
+            "input",
+            Op::Input {
+                channels: input[0],
+                height: input[1],
+                width: input[2],
+            },
+            &[],
+        )
+        .map_err(|e| fail(None, e.to_string()))?;
+    for layer in layers {
+        let line = Some(line_of(text, layer.op.span().start));
+        let need = |value: Option<usize>, key: &str| {
+            value.ok_or_else(|| {
+                fail(
+                    line,
+                    format!("layer `{}` (op {}): `{key}` is required", layer.name, layer.op.get_ref()),
+                )
+            })
+        };
+        let pair = |value: Option<[usize; 2]>, default: [usize; 2]| value.unwrap_or(default);
+        let op = match layer.op.get_ref().as_str() {
+            "conv2d" => Op::Conv2d {
+                out_channels: need(layer.out_channels, "out_channels")?,
+                kernel: layer
+                    .kernel
+                    .ok_or_else(|| fail(line, format!("layer `{}` (op conv2d): `kernel` is required", layer.name)))?,
+                stride: pair(layer.stride, [1, 1]),
+                padding: pair(layer.padding, [0, 0]),
+                groups: layer.groups.unwrap_or(1),
+                bias: layer.bias.unwrap_or(false),
+            },
+            "batchnorm" => Op::BatchNorm {
+                eps: layer.eps.unwrap_or(1e-5),
+            },
+            "relu" => Op::Relu,
+            "relu6" => Op::Relu6,
+            "maxpool2d" | "avgpool2d" => {
+                let kernel = layer
+                    .kernel
+                    .ok_or_else(|| fail(line, format!("layer `{}`: `kernel` is required", layer.name)))?;
+                let (stride, padding) = (pair(layer.stride, kernel), pair(layer.padding, [0, 0]));
+                if layer.op.get_ref() == "maxpool2d" {
+                    Op::MaxPool2d { kernel, stride, padding }
+                } else {
+                    Op::AvgPool2d { kernel, stride, padding }
+                }
+            }
+            "global_avgpool" => Op::GlobalAvgPool,
+            "add" => Op::Add,
+            "concat" => Op::Concat,
+            "zeropad" => {
+                let stride = pair(layer.stride, [1, 1]);
+                if stride[0] != stride[1] {
+                    return Err(fail(
+                        line,
+                        format!(
+                            "layer `{}` (op zeropad): `stride` must be equal on both axes, got {stride:?}",
+                            layer.name
+                        ),
+                    ));
+                }
+                Op::ZeroPad {
+                    before: need(layer.before, "before")?,
+                    after: need(layer.after, "after")?,
+                    stride: stride[0],
+                }
+            }
+            "flatten" => Op::Flatten,
+            "linear" => Op::Linear {
+                out_features: need(layer.out_features, "out_features")?,
+                bias: layer.bias.unwrap_or(true),
+            },
+            "output" => Op::Output,
+            other => {
+                return Err(fail(
+                    line,
+                    format!(
+                        "layer `{}`: `op`: unknown op `{other}`; valid: {}",
+                        layer.name,
+                        GRAPH_OPS.join(", ")
+                    ),
+                ));
+            }
+        };
+        builder
+            .add_named(layer.name.clone(), op, &layer.inputs)
+            .map_err(|e| fail(line, e.to_string()))?;
+    }
+    builder.finish().map_err(|e: IrError| {
+        let line = match &e {
+            IrError::Shape { node, .. } => layers.iter().find(|l| &l.name == node).map(|l| line_of(text, l.op.span().start)),
+            _ => None,
+        };
+        fail(line, e.to_string())
+    })
+}
+
+/// Writes a network as a graph spec (`arch = "graph"` with one `[[layers]]` table per
+/// layer), the form pruned networks are saved in. `weights` is stored as given.
+pub fn write_graph_spec(net: &Network, weights: Option<&str>) -> String {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        arch: &'static str,
+        input: [usize; 3],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        weights: Option<&'a str>,
+        layers: Vec<LayerSpec>,
+    }
+    let input = match net.node(net.input()).op {
+        Op::Input { channels, height, width } => [channels, height, width],
+        _ => unreachable!("the input layer is an Input op"),
+    };
+    let layers = net
+        .nodes()
+        .filter(|&n| n != net.input())
+        .map(|n| {
+            let node = net.node(n);
+            let mut spec = LayerSpec {
+                name: node.name.clone(),
+                op: Spanned::new(0..0, node.op.kind().to_string()),
+                inputs: net.inputs(n).iter().map(|&i| net.node(i).name.clone()).collect(),
+                out_channels: None,
+                out_features: None,
+                kernel: None,
+                stride: None,
+                padding: None,
+                groups: None,
+                bias: None,
+                eps: None,
+                before: None,
+                after: None,
+            };
+            match &node.op {
+                Op::Conv2d {
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    groups,
+                    bias,
+                } => {
+                    (spec.out_channels, spec.kernel, spec.stride, spec.padding) =
+                        (Some(*out_channels), Some(*kernel), Some(*stride), Some(*padding));
+                    (spec.groups, spec.bias) = (Some(*groups), Some(*bias));
+                }
+                Op::BatchNorm { eps } => spec.eps = Some(*eps),
+                Op::MaxPool2d { kernel, stride, padding } | Op::AvgPool2d { kernel, stride, padding } => {
+                    (spec.kernel, spec.stride, spec.padding) = (Some(*kernel), Some(*stride), Some(*padding));
+                }
+                Op::ZeroPad { before, after, stride } => {
+                    (spec.before, spec.after, spec.stride) = (Some(*before), Some(*after), Some([*stride; 2]))
+                }
+                Op::Linear { out_features, bias } => (spec.out_features, spec.bias) = (Some(*out_features), Some(*bias)),
+                _ => {}
+            }
+            spec
+        })
+        .collect();
+    toml::to_string(&Out {
+        arch: "graph",
+        input,
+        weights,
+        layers,
+    })
+    .expect("a graph spec always serialises")
+}

@@ -1,0 +1,80 @@
+//! Safetensors files and atomic writes.
+
+use super::{WeightError, WeightTensor, Weights};
+use safetensors::tensor::{Dtype, TensorView};
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and
+/// renamed over the target, so a crash never leaves a half-written file behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Saves weights as a safetensors file (little-endian F32), atomically.
+pub fn save(weights: &Weights, path: &Path) -> Result<(), WeightError> {
+    let file = path.display().to_string();
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = weights
+        .tensors
+        .iter()
+        .map(|(name, t)| (name.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, data, shape)| TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.as_str(), v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| WeightError::Format {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+    let serialized = safetensors::serialize(views, None).map_err(|e| WeightError::Format {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(path, &serialized).map_err(|source| WeightError::Io { file, source })
+}
+
+/// Loads every tensor of a safetensors file; all must be F32.
+pub fn load(path: &Path) -> Result<Weights, WeightError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| WeightError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    let parsed = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| WeightError::Format {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut weights = Weights::default();
+    for (name, view) in parsed.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(WeightError::Dtype {
+                file,
+                name,
+                dtype: format!("{:?}", view.dtype()),
+            });
+        }
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        weights.tensors.insert(
+            name,
+            WeightTensor {
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
+    }
+    Ok(weights)
+}

@@ -1,0 +1,198 @@
+//! Weights: named f32 tensors per layer (`<layer>.weight`, `<layer>.bias`,
+//! `<layer>.running_mean`, `<layer>.running_var`), laid out as PyTorch lays them out,
+//! saved and loaded as safetensors with atomic writes, and initialised at random (seeded
+//! Kaiming) for untrained zoo models.
+
+mod init;
+mod io;
+
+pub use init::initialise;
+pub use io::{load, save, write_atomic};
+
+use crate::ir::{Network, Op};
+use petgraph::graph::NodeIndex;
+use std::collections::BTreeMap;
+
+/// Errors about weight tensors and weight files.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightError {
+    /// A tensor the network needs is not in the file.
+    #[error("{file}: tensor `{name}` is missing (expected shape {expected:?})")]
+    Missing {
+        /// The weight file.
+        file: String,
+        /// Tensor name.
+        name: String,
+        /// The shape the network needs.
+        expected: Vec<usize>,
+    },
+    /// A tensor has another shape than the network needs.
+    #[error("{file}: tensor `{name}` has shape {found:?}, the network needs {expected:?}")]
+    ShapeMismatch {
+        /// The weight file.
+        file: String,
+        /// Tensor name.
+        name: String,
+        /// Shape in the file.
+        found: Vec<usize>,
+        /// Shape the network needs.
+        expected: Vec<usize>,
+    },
+    /// A tensor is stored in another type than f32.
+    #[error("{file}: tensor `{name}` is {dtype}, only F32 tensors are supported")]
+    Dtype {
+        /// The weight file.
+        file: String,
+        /// Tensor name.
+        name: String,
+        /// The stored type.
+        dtype: String,
+    },
+    /// The file is not valid safetensors.
+    #[error("{file}: not a valid safetensors file: {reason}")]
+    Format {
+        /// The weight file.
+        file: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// Reading or writing failed.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// A dense row-major f32 tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightTensor {
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// `shape.iter().product()` values.
+    pub data: Vec<f32>,
+}
+
+impl WeightTensor {
+    /// A tensor of the given shape filled with `value`.
+    pub fn full(shape: Vec<usize>, value: f32) -> Self {
+        let n = shape.iter().product();
+        WeightTensor {
+            shape,
+            data: vec![value; n],
+        }
+    }
+
+    /// Keeps the entries at `indices` along `axis`, in that order.
+    pub fn select(&self, axis: usize, indices: &[usize]) -> WeightTensor {
+        let outer: usize = self.shape[..axis].iter().product();
+        let len = self.shape[axis];
+        let inner: usize = self.shape[axis + 1..].iter().product();
+        let mut data = Vec::with_capacity(outer * indices.len() * inner);
+        for o in 0..outer {
+            for &i in indices {
+                let start = (o * len + i) * inner;
+                data.extend_from_slice(&self.data[start..start + inner]);
+            }
+        }
+        let mut shape = self.shape.clone();
+        shape[axis] = indices.len();
+        WeightTensor { shape, data }
+    }
+}
+
+/// All weight tensors of a network, by name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Weights {
+    /// Tensors keyed by `<layer>.<kind>`.
+    pub tensors: BTreeMap<String, WeightTensor>,
+}
+
+/// The kinds of tensors a layer owns, with their shapes.
+pub fn expected_tensors(net: &Network, node: NodeIndex) -> Vec<(String, Vec<usize>)> {
+    let name = &net.node(node).name;
+    let out = net.shape(node).channels();
+    let named = |kind: &str, shape: Vec<usize>| (format!("{name}.{kind}"), shape);
+    match &net.node(node).op {
+        Op::Conv2d {
+            kernel,
+            groups,
+            bias,
+            out_channels,
+            ..
+        } => {
+            let in_per_group = net.input_shapes(node)[0].channels() / groups;
+            let mut list = vec![named("weight", vec![*out_channels, in_per_group, kernel[0], kernel[1]])];
+            if *bias {
+                list.push(named("bias", vec![*out_channels]));
+            }
+            list
+        }
+        Op::Linear { out_features, bias } => {
+            let mut list = vec![named("weight", vec![*out_features, net.input_shapes(node)[0].channels()])];
+            if *bias {
+                list.push(named("bias", vec![*out_features]));
+            }
+            list
+        }
+        Op::BatchNorm { .. } => ["weight", "bias", "running_mean", "running_var"]
+            .iter()
+            .map(|k| named(k, vec![out]))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Weights {
+    /// The tensor called `name`.
+    pub fn get(&self, name: &str) -> Option<&WeightTensor> {
+        self.tensors.get(name)
+    }
+
+    /// The tensor `<layer>.<kind>`; panics when absent (use after [`Weights::check`]).
+    pub fn of(&self, net: &Network, node: NodeIndex, kind: &str) -> &WeightTensor {
+        let name = format!("{}.{kind}", net.node(node).name);
+        self.tensors
+            .get(&name)
+            .unwrap_or_else(|| panic!("weights were checked but `{name}` is missing"))
+    }
+
+    /// Checks that every tensor the network needs is present with the right shape.
+    /// `file` names the source in errors. Extra tensors are ignored.
+    pub fn check(&self, net: &Network, file: &str) -> Result<(), WeightError> {
+        for node in net.nodes() {
+            for (name, expected) in expected_tensors(net, node) {
+                match self.tensors.get(&name) {
+                    None => {
+                        return Err(WeightError::Missing {
+                            file: file.into(),
+                            name,
+                            expected,
+                        });
+                    }
+                    Some(t) if t.shape != expected => {
+                        return Err(WeightError::ShapeMismatch {
+                            file: file.into(),
+                            name,
+                            found: t.shape.clone(),
+                            expected,
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of learnable values (running statistics excluded), to compare with the IR.
+    pub fn parameter_count(&self) -> u64 {
+        self.tensors
+            .iter()
+            .filter(|(name, _)| !name.ends_with(".running_mean") && !name.ends_with(".running_var"))
+            .map(|(_, t)| t.data.len() as u64)
+            .sum()
+    }
+}
