@@ -4,6 +4,7 @@
 //! that must be pruned together) → [`surgery`] (physical pruning), with [`weights`] holding
 //! the tensors and [`exec`] running the network on a burn backend.
 
+pub mod data;
 pub mod deps;
 pub mod exec;
 pub mod inspect;
@@ -11,4 +12,5 @@ pub mod ir;
 pub mod models;
 pub mod spec;
 pub mod surgery;
+pub mod train;
 pub mod weights;

@@ -7,6 +7,9 @@ use sacp::{inspect, spec, weights};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod commands;
+use commands::TrainArgs;
+
 /// Structure-aware automatic channel pruning of convolutional networks.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
@@ -39,6 +42,32 @@ enum Command {
         /// Output safetensors file (written atomically).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Train (or fine-tune) a network: SGD with momentum, cosine or step schedule, a
+    /// checkpoint after every epoch; writes DIR/weights.safetensors and DIR/metrics.json.
+    Train(TrainArgs),
+    /// Evaluate a network: top-1, top-5 and per-class accuracy on the test split.
+    Eval {
+        /// Model spec (TOML).
+        model: PathBuf,
+        /// Weights (safetensors); defaults to the spec's `weights`.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Data set as KIND:PATH (kinds: mnist, fashion-mnist, cifar10, cifar100, folder, synthetic).
+        #[arg(long)]
+        data: String,
+        /// Re-estimate BatchNorm statistics from this many training batches first (adaptive BN).
+        #[arg(long, default_value_t = 0)]
+        recalibrate: usize,
+        /// Images per batch.
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        /// Backend to run on.
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
+        /// Print `{"top1", "top5", "per_class", "images"}` as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Time forward passes of a network on a backend.
     Bench {
@@ -81,10 +110,20 @@ fn main() -> Result<()> {
             batch,
             iters,
         } => bench(&model, weights, backend, batch, iters),
+        Command::Train(args) => commands::train(args),
+        Command::Eval {
+            model,
+            weights,
+            data,
+            recalibrate,
+            batch_size,
+            backend,
+            json,
+        } => commands::eval(&model, weights, &data, recalibrate, batch_size, backend, json),
     }
 }
 
-fn load_weights(spec: &spec::ModelSpec, explicit: Option<PathBuf>) -> Result<Option<weights::Weights>> {
+pub(crate) fn load_weights(spec: &spec::ModelSpec, explicit: Option<PathBuf>) -> Result<Option<weights::Weights>> {
     let Some(path) = explicit.or_else(|| spec.weights.clone()) else {
         return Ok(None);
     };

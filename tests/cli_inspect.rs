@@ -3,7 +3,11 @@
 use std::process::Command;
 
 fn sacp(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sacp")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_sacp"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -29,16 +33,29 @@ fn inspect_json_has_layers_groups_and_totals() {
 fn inspect_table_and_init_weights_check() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("w.safetensors");
-    let out = sacp(&["init", "models/vgg8_fashion_mnist.toml", "--seed", "3", "--out", w.to_str().unwrap()]);
+    let out = sacp(&[
+        "init",
+        "models/vgg8_fashion_mnist.toml",
+        "--seed",
+        "3",
+        "--out",
+        w.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = sacp(&["inspect", "models/vgg8_fashion_mnist.toml", "--weights", w.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(text.contains("features.conv6") && text.contains("dependency groups") && text.contains("all shapes match"), "{text}");
+    assert!(
+        text.contains("features.conv6") && text.contains("dependency groups") && text.contains("all shapes match"),
+        "{text}"
+    );
     // Weights of another network are refused with the tensor and shapes named.
     let out = sacp(&["inspect", "models/resnet20_cifar10.toml", "--weights", w.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("w.safetensors") && err.contains("conv1.weight"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("w.safetensors") && err.contains("conv1.weight"),
+        "{err}"
+    );
 }
 
 #[test]

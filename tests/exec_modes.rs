@@ -5,6 +5,7 @@ mod common;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
 use sacp::exec::{Backend, Executable, NormMode, to_vec};
+use sacp::ir::{NetworkBuilder, Op};
 
 fn input(net: &sacp::ir::Network, device: &Device) -> Tensor<4> {
     let (x, shape) = random_input(net, 4, 9);
@@ -23,10 +24,47 @@ fn train_mode_uses_batch_statistics_and_updates_running_ones() {
         max_abs_diff(&before, &train) > 1e-2,
         "batch statistics must differ from the random running ones"
     );
-    // With momentum 1 the running statistics become this batch's: eval now equals train.
+    // With momentum 1 the running statistics become this batch's (variance unbiased, as
+    // PyTorch keeps it): eval now nearly equals train.
     let after = to_vec(exec.forward(x));
-    let diff = max_abs_diff(&after, &train);
-    assert!(diff < 1e-3, "eval after a momentum-1 pass differs from the train pass by {diff}");
+    let (gap_before, gap_after) = (max_abs_diff(&before, &train), max_abs_diff(&after, &train));
+    assert!(
+        gap_after < 0.1 * gap_before,
+        "eval after a momentum-1 pass is {gap_after} from train, {gap_before} before"
+    );
+}
+
+#[test]
+fn running_statistics_are_the_batch_mean_and_unbiased_variance() {
+    let device = Device::flex();
+    let mut b = NetworkBuilder::new();
+    let x = b
+        .add(
+            "input",
+            Op::Input {
+                channels: 2,
+                height: 1,
+                width: 2,
+            },
+            &[],
+        )
+        .unwrap();
+    let bn = b.add("bn", Op::BatchNorm { eps: 1e-5 }, &[x]).unwrap();
+    b.add("output", Op::Output, &[bn]).unwrap();
+    let net = b.finish().unwrap();
+    let exec = Executable::new(&net, &sacp::weights::initialise(&net, 0), &device);
+    // Channel 0 sees 1, 2, 3, 6 over the batch of two; channel 1 sees 0, 0, 4, 4.
+    let x: Tensor<4> = Tensor::from_data(
+        TensorData::new(vec![1.0f32, 2.0, 0.0, 0.0, 3.0, 6.0, 4.0, 4.0], [2, 2, 1, 2]),
+        &device,
+    );
+    let out = to_vec(exec.forward_with(x, NormMode::Train { momentum: 1.0 }));
+    let w = exec.weights();
+    assert_eq!(w.get("bn.running_mean").unwrap().data, vec![3.0, 2.0]);
+    let var = &w.get("bn.running_var").unwrap().data;
+    assert!((var[0] - 14.0 / 3.0).abs() < 1e-5 && (var[1] - 16.0 / 3.0).abs() < 1e-5, "{var:?}");
+    // The train pass itself normalises with the biased variance: channel 1 becomes ±1.
+    assert!((out[2] + 1.0).abs() < 1e-3 && (out[6] - 1.0).abs() < 1e-3, "{out:?}");
 }
 
 /// The wgpu backend (a GPU, or lavapipe in CI) computes what the CPU backend computes.

@@ -379,7 +379,11 @@ fn normalise<const D: usize>(p: &NormParams, x: Tensor<D>, mode: NormMode) -> Te
             p.eps,
         ),
         NormMode::Train { momentum } => {
+            // Per channel statistics are over n = batch·h·w values; running variance is kept
+            // unbiased, as PyTorch keeps it.
+            let n = (x.shape().num_elements() / x.dims()[1]) as f64;
             let out = batch_norm_train(x, p.gamma.val(), p.beta.val(), p.eps);
+            let unbiased = out.variance.mul_scalar(n / (n - 1.0).max(1.0));
             let mean = p
                 .running_mean
                 .value_sync()
@@ -389,7 +393,7 @@ fn normalise<const D: usize>(p: &NormParams, x: Tensor<D>, mode: NormMode) -> Te
                 .running_var
                 .value_sync()
                 .mul_scalar(1.0 - momentum)
-                .add(out.variance.mul_scalar(momentum));
+                .add(unbiased.mul_scalar(momentum));
             p.running_mean.update(mean.detach());
             p.running_var.update(var.detach());
             out.output

@@ -2,6 +2,7 @@
 
 use super::{WeightError, WeightTensor, Weights};
 use safetensors::tensor::{Dtype, TensorView};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -22,6 +23,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Saves weights as a safetensors file (little-endian F32), atomically.
 pub fn save(weights: &Weights, path: &Path) -> Result<(), WeightError> {
+    save_with_metadata(weights, None, path)
+}
+
+/// Saves weights with string metadata in the safetensors header, atomically.
+pub fn save_with_metadata(weights: &Weights, metadata: Option<HashMap<String, String>>, path: &Path) -> Result<(), WeightError> {
     let file = path.display().to_string();
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = weights
         .tensors
@@ -36,7 +42,7 @@ pub fn save(weights: &Weights, path: &Path) -> Result<(), WeightError> {
             file: file.clone(),
             reason: e.to_string(),
         })?;
-    let serialized = safetensors::serialize(views, None).map_err(|e| WeightError::Format {
+    let serialized = safetensors::serialize(views, metadata).map_err(|e| WeightError::Format {
         file: file.clone(),
         reason: e.to_string(),
     })?;
@@ -45,11 +51,21 @@ pub fn save(weights: &Weights, path: &Path) -> Result<(), WeightError> {
 
 /// Loads every tensor of a safetensors file; all must be F32.
 pub fn load(path: &Path) -> Result<Weights, WeightError> {
+    Ok(load_with_metadata(path)?.0)
+}
+
+/// Loads every tensor of a safetensors file and the string metadata of its header.
+pub fn load_with_metadata(path: &Path) -> Result<(Weights, HashMap<String, String>), WeightError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| WeightError::Io {
         file: file.clone(),
         source,
     })?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| WeightError::Format {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    let metadata = header.metadata().clone().unwrap_or_default();
     let parsed = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| WeightError::Format {
         file: file.clone(),
         reason: e.to_string(),
@@ -76,5 +92,5 @@ pub fn load(path: &Path) -> Result<Weights, WeightError> {
             },
         );
     }
-    Ok(weights)
+    Ok((weights, metadata))
 }

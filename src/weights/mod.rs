@@ -7,7 +7,7 @@ mod init;
 mod io;
 
 pub use init::initialise;
-pub use io::{load, save, write_atomic};
+pub use io::{load, load_with_metadata, save, save_with_metadata, write_atomic};
 
 use crate::ir::{Network, Op};
 use petgraph::graph::NodeIndex;

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Training throughput of sacp (burn-flex) and PyTorch CPU on the same machine, same run.
+# Needs `pip install torch`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo bench --profile dev --bench train_throughput
+python3 benches/torch_train_throughput.py

@@ -1,0 +1,90 @@
+//! Evaluation and BatchNorm recalibration.
+
+use super::batches;
+use crate::data::{Batcher, DataError, Split};
+use crate::exec::{Executable, NormMode, to_vec};
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+/// Accuracy of a network on a split.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Evaluation {
+    /// Top-1 accuracy in `[0, 1]`.
+    pub top1: f64,
+    /// Top-5 accuracy in `[0, 1]` (top-k with k = classes when there are fewer than 5).
+    pub top5: f64,
+    /// Top-1 accuracy of each class (NaN for a class with no image in the split).
+    pub per_class: Vec<f64>,
+    /// Images evaluated.
+    pub images: usize,
+}
+
+/// Evaluates `exec` (eval-mode BatchNorm) on every image of `split`.
+pub fn evaluate(
+    exec: &Executable,
+    split: &Split,
+    batcher: &Batcher,
+    batch_size: usize,
+    num_classes: usize,
+    device: &Device,
+) -> Result<Evaluation, DataError> {
+    let (mut top1, mut top5) = (0usize, 0usize);
+    let mut per_class = vec![(0usize, 0usize); num_classes];
+    let k = num_classes.min(5);
+    for positions in batches(split, batch_size) {
+        let batch = batcher.batch(split, &positions, None, device)?;
+        let logits = to_vec(exec.forward(batch.images));
+        for (row, &class) in logits.chunks_exact(num_classes).zip(&batch.classes) {
+            let mine = row[class];
+            // Rank = how many classes score strictly higher than the true one.
+            let rank = row.iter().filter(|&&v| v > mine).count();
+            top1 += usize::from(rank == 0);
+            top5 += usize::from(rank < k);
+            per_class[class].0 += usize::from(rank == 0);
+            per_class[class].1 += 1;
+        }
+    }
+    let n = split.len().max(1) as f64;
+    Ok(Evaluation {
+        top1: top1 as f64 / n,
+        top5: top5 as f64 / n,
+        per_class: per_class
+            .iter()
+            .map(|&(right, all)| if all == 0 { f64::NAN } else { right as f64 / all as f64 })
+            .collect(),
+        images: split.len(),
+    })
+}
+
+/// EagleEye's adaptive BatchNorm: re-estimates every BatchNorm layer's running mean and
+/// variance as the average over `count` batches of `split` (seeded, no augmentation), in
+/// train mode, without touching any weight. This is what makes a freshly pruned network's
+/// accuracy say something about its accuracy after fine-tuning.
+pub fn recalibrate(
+    exec: &Executable,
+    split: &Split,
+    batcher: &Batcher,
+    count: usize,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<(), DataError> {
+    let mut order: Vec<usize> = (0..split.len()).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    let batch_size = batch_size.min(order.len()).max(1);
+    for k in 0..count {
+        let start = (k * batch_size) % order.len();
+        let positions: Vec<usize> = (0..batch_size).map(|i| order[(start + i) % order.len()]).collect();
+        let batch = batcher.batch(split, &positions, None, device)?;
+        // Momentum 1/(k+1) turns the running statistics into the mean over batches so far.
+        exec.forward_with(
+            batch.images,
+            NormMode::Train {
+                momentum: 1.0 / (k + 1) as f64,
+            },
+        );
+    }
+    Ok(())
+}
