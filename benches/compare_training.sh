@@ -3,5 +3,5 @@
 # Needs `pip install torch`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench --profile dev --bench train_throughput
+cargo run --release --example train_throughput
 python3 benches/torch_train_throughput.py

@@ -1,4 +1,4 @@
-//! The `train` and `eval` commands.
+//! The `train`, `eval` and `prune` commands.
 
 use crate::load_weights;
 use anyhow::{Context, Result, bail};
@@ -6,6 +6,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sacp::data;
 use sacp::exec::{Backend, Executable};
+use sacp::gcn::GcnConfig;
+use sacp::importance::{Allocation, Method};
 use sacp::train::{self, Checkpointing, Distill, Schedule, TrainConfig};
 use sacp::{spec, weights};
 use std::path::PathBuf;
@@ -72,6 +74,9 @@ pub struct TrainArgs {
     /// Images of the training set kept out as the held-out split.
     #[arg(long, default_value_t = 5000)]
     heldout: usize,
+    /// Stop every epoch after this many steps (a short fine-tune).
+    #[arg(long)]
+    max_steps: Option<usize>,
     /// Seed of initialisation, shuffling, augmentation and the held-out split.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -138,6 +143,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         label_smoothing: args.label_smoothing,
         seed: args.seed,
         heldout: args.heldout,
+        max_steps_per_epoch: args.max_steps,
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let checkpoint = Checkpointing {
@@ -233,5 +239,145 @@ pub fn eval(
             println!("  class {class:>3}: {:.2}%", 100.0 * acc);
         }
     }
+    Ok(())
+}
+
+/// Flags of `sacp prune`.
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Model spec (TOML).
+    model: PathBuf,
+    /// Trained weights; defaults to the spec's `weights`.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// How channels are scored.
+    #[arg(long, value_enum, default_value_t = Method::Gcn)]
+    importance: Method,
+    /// Share of the MACs to remove, in [0, 1).
+    #[arg(long)]
+    macs_reduction: f64,
+    /// uniform: every group loses the same share; global: one ranking over all channels.
+    #[arg(long, value_enum, default_value_t = Allocation::Uniform)]
+    allocation: Allocation,
+    /// Largest share of one group's channels that may be removed (guards against
+    /// emptying single layers under a global ranking).
+    #[arg(long, default_value_t = 0.9)]
+    max_ratio: f64,
+    /// Re-estimate BatchNorm statistics on this many training batches after pruning (needs --data).
+    #[arg(long, default_value_t = 0)]
+    recalibrate: usize,
+    /// Data set as KIND:PATH, for --recalibrate, held-out accuracy and `similarity`.
+    #[arg(long)]
+    data: Option<String>,
+    /// Images of the training set kept out as the held-out split.
+    #[arg(long, default_value_t = 5000)]
+    heldout: usize,
+    /// Training steps of the GCN encoder (for --importance gcn).
+    #[arg(long, default_value_t = GcnConfig::default().steps)]
+    gcn_steps: usize,
+    /// Seed of random choices and of the held-out split.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Backend to run on.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    backend: Backend,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn prune(args: PruneArgs) -> Result<()> {
+    let spec = spec::load(&args.model)?;
+    let net = &spec.network;
+    let weights_path = args
+        .weights
+        .clone()
+        .or_else(|| spec.weights.clone())
+        .with_context(|| format!("{}: no weights to prune (give --weights)", args.model.display()))?;
+    let w = load_weights(&spec, Some(weights_path.clone()))?.expect("a weights path was given");
+    if args.recalibrate > 0 && args.data.is_none() {
+        bail!("--recalibrate needs --data KIND:PATH");
+    }
+    let device = args.backend.device()?;
+    let input: [usize; 3] = net.shape(net.input()).dims().try_into().expect("a C×H×W input");
+    let data = args.data.as_deref().map(|d| data::open(d, input)).transpose()?;
+    let splits = data.as_ref().map(|d| d.split(args.heldout, args.seed));
+    let probe = match (&data, &splits) {
+        (Some(d), Some((train_split, _))) => {
+            let positions: Vec<usize> = (0..train_split.len().min(256)).collect();
+            Some(d.batcher().batch(train_split, &positions, None, &device)?.images)
+        }
+        _ => None,
+    };
+    let gcn = GcnConfig {
+        steps: args.gcn_steps,
+        seed: args.seed,
+        ..GcnConfig::default()
+    };
+    let key = sacp::gcn::cache_key(net, &w, &gcn);
+    let request = sacp::prune::Request {
+        net,
+        weights: &w,
+        method: args.importance,
+        target: args.macs_reduction,
+        allocation: args.allocation,
+        max_ratio: args.max_ratio,
+        seed: args.seed,
+        device: &device,
+        probe,
+        gcn,
+        gcn_cache: Some(sacp::gcn::cache_path(&weights_path, &key)),
+    };
+    let mut pruned = sacp::prune::one_shot(&request)?;
+    let mut heldout_accuracy = None;
+    let mut base_accuracy = None;
+    if let (Some(d), Some((train_split, heldout))) = (&data, &splits) {
+        let batcher = d.batcher();
+        let base = Executable::new(net, &w, &device);
+        base_accuracy = Some(train::evaluate(&base, heldout, &batcher, 256, d.num_classes, &device)?.top1);
+        let exec = Executable::new(&pruned.network, &pruned.weights, &device);
+        if args.recalibrate > 0 {
+            train::recalibrate(&exec, train_split, &batcher, args.recalibrate, 64, args.seed, &device)?;
+            pruned.weights = exec.weights();
+        }
+        heldout_accuracy = Some(train::evaluate(&exec, heldout, &batcher, 256, d.num_classes, &device)?.top1);
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    weights::save(&pruned.weights, &args.out.join("pruned.safetensors"))?;
+    weights::write_atomic(
+        &args.out.join("pruned.toml"),
+        spec::write_graph_spec(&pruned.network, Some("pruned.safetensors")).as_bytes(),
+    )?;
+    let (before, after) = (net.total_cost(), pruned.network.total_cost());
+    let deps = sacp::deps::Dependencies::analyse(net);
+    let groups: Vec<serde_json::Value> = deps
+        .groups
+        .iter()
+        .zip(&pruned.keep)
+        .filter(|(g, _)| g.prunable())
+        .map(|(g, k)| serde_json::json!({"name": g.name, "size": g.size(), "kept": k.len()}))
+        .collect();
+    let report = serde_json::json!({
+        "importance": args.importance.name(),
+        "allocation": args.allocation,
+        "target_macs_reduction": args.macs_reduction,
+        "macs_reduction": pruned.macs_reduction,
+        "params_reduction": pruned.params_reduction,
+        "heldout_accuracy": heldout_accuracy,
+        "base": {"macs": before.macs, "params": before.params, "heldout_accuracy": base_accuracy},
+        "pruned": {"macs": after.macs, "params": after.params, "heldout_accuracy": heldout_accuracy},
+        "recalibration_batches": args.recalibrate,
+        "groups": groups,
+    });
+    weights::write_atomic(&args.out.join("prune.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    eprintln!(
+        "removed {:.1}% of MACs and {:.1}% of parameters{}; wrote {}",
+        100.0 * pruned.macs_reduction,
+        100.0 * pruned.params_reduction,
+        heldout_accuracy
+            .map(|a| format!(", held-out accuracy {:.2}%", 100.0 * a))
+            .unwrap_or_default(),
+        args.out.display()
+    );
     Ok(())
 }

@@ -7,9 +7,12 @@
 pub mod data;
 pub mod deps;
 pub mod exec;
+pub mod gcn;
+pub mod importance;
 pub mod inspect;
 pub mod ir;
 pub mod models;
+pub mod prune;
 pub mod spec;
 pub mod surgery;
 pub mod train;

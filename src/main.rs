@@ -69,6 +69,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prune a trained network once to a MAC target with an importance method; writes
+    /// DIR/pruned.safetensors, DIR/pruned.toml and DIR/prune.json.
+    Prune(commands::PruneArgs),
     /// Time forward passes of a network on a backend.
     Bench {
         /// Model spec (TOML).
@@ -110,6 +113,7 @@ fn main() -> Result<()> {
             batch,
             iters,
         } => bench(&model, weights, backend, batch, iters),
+        Command::Prune(args) => commands::prune(args),
         Command::Train(args) => commands::train(args),
         Command::Eval {
             model,

@@ -254,20 +254,27 @@ impl Executable {
 
     /// Inference: `[batch, C, H, W]` images to `[batch, outputs]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.run(x, NormMode::Eval, None)
+        self.run(x, NormMode::Eval, None, &[]).0
     }
 
     /// A forward pass with the given BatchNorm behaviour.
     pub fn forward_with(&self, x: Tensor<4>, mode: NormMode) -> Tensor<2> {
-        self.run(x, mode, None)
+        self.run(x, mode, None, &[]).0
     }
 
     /// Inference with every layer's output units scaled by `masks` (see [`unit_masks`]).
     pub fn forward_masked(&self, x: Tensor<4>, masks: &UnitMasks) -> Tensor<2> {
-        self.run(x, NormMode::Eval, Some(masks))
+        self.run(x, NormMode::Eval, Some(masks), &[]).0
     }
 
-    fn run(&self, x: Tensor<4>, mode: NormMode, masks: Option<&UnitMasks>) -> Tensor<2> {
+    /// Inference that also returns, for each layer index in `layers`, its output averaged
+    /// over the spatial axes: `[batch, units]` per layer (global-average-pooled activations).
+    pub fn pooled_activations(&self, x: Tensor<4>, layers: &[usize]) -> Vec<Tensor<2>> {
+        self.run(x, NormMode::Eval, None, layers).1
+    }
+
+    fn run(&self, x: Tensor<4>, mode: NormMode, masks: Option<&UnitMasks>, taps: &[usize]) -> (Tensor<2>, Vec<Tensor<2>>) {
+        let mut tapped: Vec<(usize, Tensor<2>)> = Vec::new();
         let device = x.device();
         let batch = x.dims()[0];
         let mut values: Vec<Option<Value>> = Vec::with_capacity(self.steps.len());
@@ -359,12 +366,20 @@ impl Executable {
                 Some(mask) => value.scale_units(mask, &device),
                 None => value,
             };
+            if taps.contains(&index) {
+                tapped.push((index, value.pooled()));
+            }
             values.push(Some(value));
         }
-        match values.pop().flatten().expect("the output layer is last") {
+        let output = match values.pop().flatten().expect("the output layer is last") {
             Value::Flat(t) => t,
             Value::Map(t) => t.reshape([batch as i32, -1]),
-        }
+        };
+        let pooled = taps
+            .iter()
+            .map(|t| tapped.iter().find(|(i, _)| i == t).expect("tapped layers exist").1.clone())
+            .collect();
+        (output, pooled)
     }
 }
 
@@ -402,6 +417,17 @@ fn normalise<const D: usize>(p: &NormParams, x: Tensor<D>, mode: NormMode) -> Te
 }
 
 impl Value {
+    /// `[batch, C, H, W]` averaged over `H, W`; vectors as they are.
+    fn pooled(&self) -> Tensor<2> {
+        match self {
+            Value::Map(t) => {
+                let [n, c, _, _] = t.dims();
+                t.clone().mean_dim(3).mean_dim(2).reshape([n, c])
+            }
+            Value::Flat(t) => t.clone(),
+        }
+    }
+
     fn share(&self) -> Value {
         match self {
             Value::Map(t) => Value::Map(t.clone()),

@@ -107,6 +107,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Images carved from the training set as the held-out split.
     pub heldout: usize,
+    /// Stop each epoch after this many steps (short fine-tunes); `None` = whole epochs.
+    pub max_steps_per_epoch: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -122,6 +124,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             seed: 0,
             heldout: 5000,
+            max_steps_per_epoch: None,
         }
     }
 }
@@ -199,7 +202,9 @@ pub fn train(
     let (train_split, heldout) = data.split(config.heldout, config.seed);
     let batcher = data.batcher();
     let batch_size = config.batch_size.min(train_split.len()).max(1);
-    let steps_per_epoch = (train_split.len() / batch_size).max(1);
+    let steps_per_epoch = (train_split.len() / batch_size)
+        .max(1)
+        .min(config.max_steps_per_epoch.unwrap_or(usize::MAX).max(1));
     let mut sgd = Sgd::new(config.momentum, config.nesterov, config.weight_decay);
     let mut start_epoch = 0;
     let mut current = weights.clone();

@@ -1,6 +1,6 @@
 //! Training throughput (images/s) on the CPU backend for the 28×28 zoo network and
 //! ResNet-20, batch 64, SGD with momentum. `benches/compare_training.sh` runs this and the
-//! same networks in PyTorch on the same machine. Run: `cargo bench --bench train_throughput`.
+//! same networks in PyTorch on the same machine. Run: `cargo run --release --example train_throughput`.
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};

@@ -1,0 +1,226 @@
+//! The network as GCN input: one node per layer, the symmetrically normalised adjacency
+//! with self loops, and node features that are a differentiable function of per-channel
+//! keep-masks.
+//!
+//! Masks are one vector over all group channels (`total` entries, groups back to back),
+//! `1` = kept. For a batch of masks `M` (`[B, total]`), every mask-dependent feature is a
+//! product `M · P` with a constant `[total, layers]` matrix `P`, so gradients with respect
+//! to each channel's mask come for free.
+
+use crate::deps::{Dependencies, units};
+use crate::ir::{Network, Op};
+use crate::weights::Weights;
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// Operation kinds, one-hot encoded in the node features.
+const KINDS: [&str; 14] = [
+    "input",
+    "conv2d",
+    "batchnorm",
+    "relu",
+    "relu6",
+    "maxpool2d",
+    "avgpool2d",
+    "global_avgpool",
+    "add",
+    "concat",
+    "zeropad",
+    "flatten",
+    "linear",
+    "output",
+];
+
+/// Number of features per node.
+pub const FEATURES: usize = KINDS.len() + 10;
+
+/// The constant parts of the graph; [`GraphInput::features`] adds the mask-dependent ones.
+pub struct GraphInput {
+    /// Layers (graph nodes).
+    pub nodes: usize,
+    /// Group channels (mask entries).
+    pub total: usize,
+    /// Where each group's channels start in the mask vector.
+    pub offsets: Vec<usize>,
+    /// `D^{-1/2} (A + I) D^{-1/2}`, `[nodes, nodes]`, with `A` the undirected data flow.
+    pub adjacency: Tensor<2>,
+    constant: Tensor<2>,
+    out_share: Tensor<2>,
+    in_share: Tensor<2>,
+    macs: [Tensor<2>; 3],
+    params: [Tensor<2>; 3],
+    norm_stats: [Tensor<2>; 3],
+    gamma_stats: [Tensor<2>; 3],
+}
+
+fn dense(rows: usize, cols: usize, entries: &[(usize, usize, f32)], device: &Device) -> Tensor<2> {
+    let mut data = vec![0f32; rows * cols];
+    entries.iter().for_each(|&(r, c, v)| data[r * cols + c] += v);
+    Tensor::from_data(TensorData::new(data, [rows, cols]), device)
+}
+
+fn row(values: Vec<f32>, device: &Device) -> Tensor<2> {
+    let n = values.len();
+    Tensor::from_data(TensorData::new(values, [1, n]), device)
+}
+
+/// Values as z-scores within their layer (all zero when they do not vary).
+fn standardise(values: &[f32]) -> Vec<f32> {
+    let n = values.len() as f32;
+    let mean = values.iter().sum::<f32>() / n;
+    let std = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n).sqrt();
+    values.iter().map(|v| if std > 1e-12 { (v - mean) / std } else { 0.0 }).collect()
+}
+
+impl GraphInput {
+    /// Builds the graph of a network with its weights.
+    pub fn new(net: &Network, weights: &Weights, deps: &Dependencies, device: &Device) -> GraphInput {
+        let n = net.len();
+        let mut offsets = Vec::with_capacity(deps.groups.len());
+        let mut total = 0;
+        for g in &deps.groups {
+            offsets.push(total);
+            total += g.size();
+        }
+        // Which mask entry each layer's output unit follows.
+        let mut unit_index: Vec<Vec<usize>> = net.nodes().map(|l| vec![0; units(net, l)]).collect();
+        for (g, group) in deps.groups.iter().enumerate() {
+            for (k, members) in group.channels.iter().enumerate() {
+                members.iter().for_each(|u| unit_index[u.node.index()][u.channel] = offsets[g] + k);
+            }
+        }
+        // Adjacency with self loops, symmetric normalisation.
+        let mut a = vec![0f32; n * n];
+        for l in net.nodes() {
+            a[l.index() * n + l.index()] = 1.0;
+            for i in net.inputs(l) {
+                a[l.index() * n + i.index()] = 1.0;
+                a[i.index() * n + l.index()] = 1.0;
+            }
+        }
+        let degree: Vec<f32> = (0..n).map(|i| a[i * n..(i + 1) * n].iter().sum()).collect();
+        (0..n * n).for_each(|i| a[i] /= (degree[i / n] * degree[i % n]).sqrt());
+
+        let total_cost = net.total_cost();
+        let (mut constant, mut out_share, mut in_share) = (Vec::new(), Vec::new(), Vec::new());
+        let mut macs = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        let mut params = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        let (mut norm, mut norm_sq, mut norm_count) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut gamma, mut gamma_sq, mut gamma_count) = (Vec::new(), Vec::new(), Vec::new());
+        let mut constant_rows = vec![0f32; n * (KINDS.len() + 2)];
+        for l in net.nodes() {
+            let i = l.index();
+            let op = &net.node(l).op;
+            let base = i * (KINDS.len() + 2);
+            constant_rows[base + KINDS.iter().position(|k| *k == op.kind()).expect("every op has a kind")] = 1.0;
+            let (kernel, stride) = match op {
+                Op::Conv2d { kernel, stride, .. } | Op::MaxPool2d { kernel, stride, .. } | Op::AvgPool2d { kernel, stride, .. } => {
+                    (kernel[0], stride[0])
+                }
+                Op::ZeroPad { stride, .. } => (1, *stride),
+                _ => (1, 1),
+            };
+            constant_rows[base + KINDS.len()] = kernel as f32 / 7.0;
+            constant_rows[base + KINDS.len() + 1] = stride as f32 / 2.0;
+            let count = unit_index[i].len() as f32;
+            unit_index[i].iter().for_each(|&m| out_share.push((m, i, 1.0 / count)));
+            if let Some(&input) = net.inputs(l).first() {
+                let c = unit_index[input.index()].len() as f32;
+                unit_index[input.index()].iter().for_each(|&m| in_share.push((m, i, 1.0 / c)));
+            } else {
+                in_share.extend(unit_index[i].iter().map(|&m| (m, i, 1.0 / count)));
+            }
+            // Costs scale with the kept share of inputs and/or outputs.
+            let cost = net.cost(l);
+            let in_channels = net.input_shapes(l).first().map_or(0, |s| s.channels());
+            let (uses_in, uses_out) = match op {
+                Op::Conv2d { .. } if op.is_depthwise(in_channels) => (0.0, 1.0),
+                Op::Conv2d { .. } | Op::Linear { .. } => (1.0, 1.0),
+                Op::BatchNorm { .. } => (0.0, 1.0),
+                _ => (0.0, 0.0),
+            };
+            macs.0[i] = cost.macs as f32 / total_cost.macs.max(1) as f32;
+            (macs.1[i], macs.2[i]) = (uses_in, uses_out);
+            params.0[i] = cost.params as f32 / total_cost.params.max(1) as f32;
+            (params.1[i], params.2[i]) = (uses_in, uses_out);
+            // Filter norms (mean |w| per output filter) and BatchNorm |γ| of the kept output
+            // channels, as z-scores within their layer.
+            match op {
+                Op::Conv2d { .. } | Op::Linear { .. } => {
+                    let w = weights.of(net, l, "weight");
+                    let per = w.data.len() / w.shape[0];
+                    let l1: Vec<f32> = w
+                        .data
+                        .chunks_exact(per)
+                        .map(|f| f.iter().map(|v| v.abs()).sum::<f32>() / per as f32)
+                        .collect();
+                    for (u, r) in standardise(&l1).into_iter().enumerate() {
+                        let m = unit_index[i][u];
+                        norm.push((m, i, r));
+                        norm_sq.push((m, i, r * r));
+                        norm_count.push((m, i, 1.0));
+                    }
+                }
+                Op::BatchNorm { .. } => {
+                    let g: Vec<f32> = weights.of(net, l, "weight").data.iter().map(|v| v.abs()).collect();
+                    for (u, r) in standardise(&g).into_iter().enumerate() {
+                        let m = unit_index[i][u];
+                        gamma.push((m, i, r));
+                        gamma_sq.push((m, i, r * r));
+                        gamma_count.push((m, i, 1.0));
+                    }
+                }
+                _ => {}
+            }
+        }
+        constant.extend(constant_rows);
+        let matrix = |entries: &[(usize, usize, f32)]| dense(total, n, entries, device);
+        GraphInput {
+            nodes: n,
+            total,
+            offsets,
+            adjacency: Tensor::from_data(TensorData::new(a, [n, n]), device),
+            constant: Tensor::from_data(TensorData::new(constant, [n, KINDS.len() + 2]), device),
+            out_share: matrix(&out_share),
+            in_share: matrix(&in_share),
+            macs: [row(macs.0, device), row(macs.1, device), row(macs.2, device)],
+            params: [row(params.0, device), row(params.1, device), row(params.2, device)],
+            norm_stats: [matrix(&norm), matrix(&norm_sq), matrix(&norm_count)],
+            gamma_stats: [matrix(&gamma), matrix(&gamma_sq), matrix(&gamma_count)],
+        }
+    }
+
+    /// Node features `[B, nodes, FEATURES]` for a batch of masks `[B, total]`.
+    pub fn features(&self, masks: Tensor<2>) -> Tensor<3> {
+        let [batch, _] = masks.dims();
+        let kept_out = masks.clone().matmul(self.out_share.clone());
+        let kept_in = masks.clone().matmul(self.in_share.clone());
+        // share · (1 + uses·(fraction − 1)): the cost share left at these fractions.
+        let scaled = |[share, uses_in, uses_out]: &[Tensor<2>; 3]| {
+            let f_in = (kept_in.clone().sub_scalar(1.0) * uses_in.clone()).add_scalar(1.0);
+            let f_out = (kept_out.clone().sub_scalar(1.0) * uses_out.clone()).add_scalar(1.0);
+            f_in * f_out * share.clone()
+        };
+        let stats = |[sum, sum_sq, count]: &[Tensor<2>; 3]| {
+            let n = masks.clone().matmul(count.clone()).add_scalar(1e-6);
+            let mean = masks.clone().matmul(sum.clone()) / n.clone();
+            let var = relu(masks.clone().matmul(sum_sq.clone()) / n - mean.clone() * mean.clone());
+            (mean, var.add_scalar(1e-6).sqrt())
+        };
+        let (norm_mean, norm_std) = stats(&self.norm_stats);
+        let (gamma_mean, gamma_std) = stats(&self.gamma_stats);
+        let per_node = [
+            kept_in.clone(),
+            kept_out.clone(),
+            scaled(&self.macs),
+            scaled(&self.params),
+            norm_mean,
+            norm_std,
+            gamma_mean,
+            gamma_std,
+        ];
+        let varying: Vec<Tensor<3>> = per_node.into_iter().map(|t| t.reshape([batch, self.nodes, 1])).collect();
+        let constant = self.constant.clone().unsqueeze_dim::<3>(0).repeat_dim(0, batch);
+        Tensor::cat([vec![constant], varying].concat(), 2)
+    }
+}

@@ -1,0 +1,119 @@
+//! From scores to keep-sets that meet a MAC reduction target.
+
+use super::{ImportanceError, Scores};
+use crate::deps::Dependencies;
+use crate::ir::Network;
+use crate::surgery;
+
+/// How the pruned channels are spread over the groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Allocation {
+    /// One ranking of all channels of all groups: the least important go first.
+    Global,
+    /// Every group loses the same share of its channels, its least important ones.
+    Uniform,
+}
+
+fn macs_reduction(net: &Network, deps: &Dependencies, keep: &[Vec<usize>]) -> f64 {
+    let pruned = surgery::prune_network(net, deps, keep).expect("keep-sets built here are valid");
+    1.0 - pruned.total_cost().macs as f64 / net.total_cost().macs as f64
+}
+
+/// Channels of each group in ascending importance (ties broken by index).
+fn ascending(scores: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+    order
+}
+
+fn keep_without(deps: &Dependencies, removed: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    deps.groups
+        .iter()
+        .zip(removed)
+        .map(|(g, gone)| {
+            let mut mark = vec![true; g.size()];
+            gone.iter().for_each(|&c| mark[c] = false);
+            (0..g.size()).filter(|&c| mark[c]).collect()
+        })
+        .collect()
+}
+
+/// The keep-set that removes at least `target` of the MACs with as few channels as the
+/// allocation allows, never removing more than `max_ratio` of any group's channels (and
+/// always keeping one). The reduction overshoots the target by at most one channel's worth.
+pub fn select(
+    net: &Network,
+    deps: &Dependencies,
+    scores: &Scores,
+    target: f64,
+    allocation: Allocation,
+    max_ratio: f64,
+) -> Result<Vec<Vec<usize>>, ImportanceError> {
+    if !(0.0..1.0).contains(&target) {
+        return Err(ImportanceError::BadTarget(target));
+    }
+    let cap = |size: usize| ((size as f64 * max_ratio).floor() as usize).min(size.saturating_sub(1));
+    let orders: Vec<Vec<usize>> = deps
+        .groups
+        .iter()
+        .zip(scores)
+        .map(|(g, s)| if g.prunable() { ascending(s) } else { Vec::new() })
+        .collect();
+    // `removed(x)`: the channels removed at step x of a monotone schedule.
+    let (steps, removed): (usize, Box<dyn Fn(usize) -> Vec<Vec<usize>>>) = match allocation {
+        Allocation::Global => {
+            let mut all: Vec<(f32, usize, usize)> = Vec::new();
+            for (g, (group, order)) in deps.groups.iter().zip(&orders).enumerate() {
+                for &c in order.iter().take(cap(group.size())) {
+                    all.push((scores[g][c], g, c));
+                }
+            }
+            all.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+            let n = all.len();
+            let groups = deps.groups.len();
+            (
+                n,
+                Box::new(move |x| {
+                    let mut out = vec![Vec::new(); groups];
+                    all[..x].iter().for_each(|&(_, g, c)| out[g].push(c));
+                    out
+                }),
+            )
+        }
+        Allocation::Uniform => {
+            // Step x removes round(x / 1000 · max_ratio · size) channels of every group.
+            let sizes: Vec<usize> = deps.groups.iter().map(|g| g.size()).collect();
+            let orders = orders.clone();
+            (
+                1000,
+                Box::new(move |x| {
+                    sizes
+                        .iter()
+                        .zip(&orders)
+                        .map(|(&size, order)| {
+                            let n = ((x as f64 / 1000.0) * max_ratio * size as f64).round() as usize;
+                            order[..n.min(cap(size)).min(order.len())].to_vec()
+                        })
+                        .collect()
+                }),
+            )
+        }
+    };
+    let reduction = |x: usize| macs_reduction(net, deps, &keep_without(deps, &removed(x)));
+    let most = reduction(steps);
+    if most < target {
+        return Err(ImportanceError::Unreachable {
+            target: 100.0 * target,
+            reachable: 100.0 * most,
+            keep_min: 100.0 * (1.0 - max_ratio),
+        });
+    }
+    // Smallest step whose reduction reaches the target (reduction grows with the step).
+    let (mut lo, mut hi) = (0, steps);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if reduction(mid) >= target { hi = mid } else { lo = mid + 1 }
+    }
+    Ok(keep_without(deps, &removed(lo)))
+}

@@ -1,0 +1,144 @@
+//! Channel importance behind one interface, and the choice of channels to keep for a MAC
+//! reduction target. `gcn` is the method ([`crate::gcn`]); `l1`, `l2`, `bn_scale`, `random`
+//! and `similarity` are the baselines every comparison is made against.
+
+mod allocate;
+mod magnitude;
+mod similarity;
+
+pub use allocate::{Allocation, select};
+
+use crate::deps::Dependencies;
+use crate::ir::Network;
+use crate::weights::Weights;
+use burn::tensor::{Device, Tensor};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+/// Importance of every channel: one list per dependency group (empty for pinned groups).
+/// Higher means more important; values are comparable across groups.
+pub type Scores = Vec<Vec<f32>>;
+
+/// The importance methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[clap(rename_all = "snake_case")]
+pub enum Method {
+    /// Structure-aware: attribution of the GCN embedding's similarity to the original.
+    Gcn,
+    /// Mean absolute weight of the filters that produce the channel.
+    L1,
+    /// Root mean square weight of the filters that produce the channel.
+    L2,
+    /// |γ| of the BatchNorm layers the channel passes through.
+    BnScale,
+    /// Seeded random scores.
+    Random,
+    /// Redundancy of global-average-pooled activations: a channel whose activations over a
+    /// batch are most alike another channel's matters least.
+    Similarity,
+}
+
+impl Method {
+    /// All methods, in report order.
+    pub const ALL: [Method; 6] = [
+        Method::Gcn,
+        Method::L1,
+        Method::L2,
+        Method::BnScale,
+        Method::Similarity,
+        Method::Random,
+    ];
+
+    /// The method's name as written on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Gcn => "gcn",
+            Method::L1 => "l1",
+            Method::L2 => "l2",
+            Method::BnScale => "bn_scale",
+            Method::Random => "random",
+            Method::Similarity => "similarity",
+        }
+    }
+}
+
+/// Errors of importance scoring and channel selection.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportanceError {
+    /// A method needs images and none were given.
+    #[error("importance `{0}` needs data: give --data KIND:PATH")]
+    NeedsData(&'static str),
+    /// The target cannot be reached within the space allowed.
+    #[error(
+        "a MAC reduction of {target:.1}% is out of reach: at most {reachable:.1}% with every group keeping at least {keep_min:.0}% of its channels"
+    )]
+    Unreachable {
+        /// The target, in percent.
+        target: f64,
+        /// The largest reduction reachable, in percent.
+        reachable: f64,
+        /// The least share of channels a group keeps, in percent.
+        keep_min: f64,
+    },
+    /// The target is not a fraction in [0, 1).
+    #[error("MAC reduction {0} must be in [0, 1)")]
+    BadTarget(f64),
+    /// The GCN failed.
+    #[error(transparent)]
+    Gcn(#[from] crate::gcn::GcnError),
+}
+
+/// What scoring may look at.
+pub struct Context<'a> {
+    /// The network.
+    pub net: &'a Network,
+    /// Its weights.
+    pub weights: &'a Weights,
+    /// Its channel groups.
+    pub deps: &'a Dependencies,
+    /// Seed of random choices.
+    pub seed: u64,
+    /// The device to run on.
+    pub device: &'a Device,
+    /// A batch of images for data-driven methods (`similarity`).
+    pub probe: Option<Tensor<4>>,
+    /// The GCN encoder, for `gcn`.
+    pub encoder: Option<&'a crate::gcn::Encoder>,
+}
+
+/// The `l1` scores without a full [`Context`] (the GCN's positives are pruned by them).
+pub fn l1_scores(net: &Network, weights: &Weights, deps: &Dependencies) -> Scores {
+    magnitude::filter_norms(net, weights, deps, |w| w.abs())
+}
+
+/// Scores every channel of every prunable group with `method`.
+pub fn score(method: Method, ctx: &Context) -> Result<Scores, ImportanceError> {
+    Ok(match method {
+        Method::L1 => magnitude::filter_norms(ctx.net, ctx.weights, ctx.deps, |w| w.abs()),
+        Method::L2 => magnitude::filter_norms(ctx.net, ctx.weights, ctx.deps, |w| w * w),
+        Method::BnScale => magnitude::bn_scale(ctx.net, ctx.weights, ctx.deps),
+        Method::Random => {
+            let mut rng = StdRng::seed_from_u64(ctx.seed);
+            ctx.deps
+                .groups
+                .iter()
+                .map(|g| {
+                    if g.prunable() {
+                        (0..g.size()).map(|_| rng.random::<f32>()).collect()
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect()
+        }
+        Method::Similarity => similarity::redundancy(ctx, ctx.probe.clone().ok_or(ImportanceError::NeedsData("similarity"))?),
+        Method::Gcn => {
+            let encoder = match ctx.encoder {
+                Some(e) => e,
+                None => return Err(crate::gcn::GcnError::Missing.into()),
+            };
+            encoder.importance(ctx.deps)?
+        }
+    })
+}

@@ -1,0 +1,217 @@
+//! Importance methods, the GCN encoder and one-shot pruning to a MAC target.
+
+mod common;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use sacp::deps::Dependencies;
+use sacp::gcn::{Encoder, GcnConfig, mask_of};
+use sacp::importance::{Allocation, Method, l1_scores};
+use sacp::prune::{Request, one_shot};
+
+#[test]
+fn contrastive_loss_falls_and_similarity_ranks_l1_variants_above_random_ones() {
+    let device = Device::flex();
+    let net = common::zoo("resnet56_cifar10.toml", None);
+    let weights = common::random_weights(&net, 3);
+    let deps = Dependencies::analyse(&net);
+    let encoder = Encoder::train(&net, &weights, &deps, &GcnConfig::default(), &device);
+    let l = &encoder.losses;
+    let (first, last) = (l[..10].iter().sum::<f32>() / 10.0, l[l.len() - 10..].iter().sum::<f32>() / 10.0);
+    assert!(last < 0.7 * first, "contrastive loss must fall: {first} → {last}");
+
+    // Held-out variants (another seed than training's): L1-pruned vs random at equal rates.
+    let l1 = l1_scores(&net, &weights, &deps);
+    let mut rng = StdRng::seed_from_u64(999);
+    let (mut positives, mut negatives) = (Vec::new(), Vec::new());
+    for _ in 0..40 {
+        let (mut by_l1, mut random) = (Vec::new(), Vec::new());
+        for (g, s) in deps.groups.iter().zip(&l1) {
+            if !g.prunable() {
+                by_l1.push((0..g.size()).collect::<Vec<_>>());
+                random.push((0..g.size()).collect());
+                continue;
+            }
+            let keep = ((1.0 - rng.random_range(0.1..0.8)) * g.size() as f64).round().max(1.0) as usize;
+            let mut order: Vec<usize> = (0..g.size()).collect();
+            order.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+            let mut top = order[..keep].to_vec();
+            top.sort_unstable();
+            order.shuffle(&mut rng);
+            let mut any = order[..keep].to_vec();
+            any.sort_unstable();
+            by_l1.push(top);
+            random.push(any);
+        }
+        positives.push(mask_of(&deps, &by_l1));
+        negatives.push(mask_of(&deps, &random));
+    }
+    let (p, n) = (encoder.similarity(&positives), encoder.similarity(&negatives));
+    let wins: f64 = p
+        .iter()
+        .map(|a| {
+            n.iter()
+                .map(|b| {
+                    if a > b {
+                        1.0
+                    } else if a == b {
+                        0.5
+                    } else {
+                        0.0
+                    }
+                })
+                .sum::<f64>()
+        })
+        .sum();
+    let auc = wins / (p.len() * n.len()) as f64;
+    assert!(auc >= 0.9, "ROC-AUC of L1 vs random variants is {auc}");
+}
+
+fn request<'a>(
+    net: &'a sacp::ir::Network,
+    weights: &'a sacp::weights::Weights,
+    device: &'a Device,
+    method: Method,
+    target: f64,
+    allocation: Allocation,
+) -> Request<'a> {
+    let (x, shape) = common::random_input(net, 32, 1);
+    Request {
+        net,
+        weights,
+        method,
+        target,
+        allocation,
+        max_ratio: 0.9,
+        seed: 4,
+        device,
+        probe: Some(Tensor::from_data(TensorData::new(x, shape), device)),
+        gcn: GcnConfig {
+            steps: 40,
+            ..GcnConfig::default()
+        },
+        gcn_cache: None,
+    }
+}
+
+#[test]
+fn every_method_meets_the_target_and_never_prunes_pinned_groups() {
+    let device = Device::flex();
+    for file in ["vgg8_fashion_mnist.toml", "resnet20_cifar10.toml"] {
+        let net = common::zoo(file, None);
+        let weights = common::random_weights(&net, 2);
+        let deps = Dependencies::analyse(&net);
+        for method in Method::ALL {
+            for (target, allocation) in [(0.3, Allocation::Global), (0.5, Allocation::Uniform), (0.7, Allocation::Global)] {
+                let pruned = one_shot(&request(&net, &weights, &device, method, target, allocation)).unwrap();
+                assert!(
+                    (pruned.macs_reduction - target).abs() <= 0.02,
+                    "{file} {method:?} {allocation:?}: {} for target {target}",
+                    pruned.macs_reduction
+                );
+                for (g, keep) in deps.groups.iter().zip(&pruned.keep) {
+                    if !g.prunable() {
+                        assert_eq!(keep.len(), g.size(), "{file} {method:?}: pinned group {} was pruned", g.name);
+                    }
+                    assert!(!keep.is_empty());
+                }
+                pruned.weights.check(&pruned.network, "pruned").unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn importance_is_deterministic_for_a_seed() {
+    let device = Device::flex();
+    let net = common::zoo("resnet20_cifar10.toml", None);
+    let weights = common::random_weights(&net, 2);
+    for method in [Method::Gcn, Method::Random, Method::Similarity] {
+        let a = one_shot(&request(&net, &weights, &device, method, 0.5, Allocation::Global))
+            .unwrap()
+            .keep;
+        let b = one_shot(&request(&net, &weights, &device, method, 0.5, Allocation::Global))
+            .unwrap()
+            .keep;
+        assert_eq!(a, b, "{method:?} differs between two runs with one seed");
+    }
+    let mut other = request(&net, &weights, &device, Method::Random, 0.5, Allocation::Global);
+    other.seed = 5;
+    assert_ne!(
+        one_shot(&other).unwrap().keep,
+        one_shot(&request(&net, &weights, &device, Method::Random, 0.5, Allocation::Global))
+            .unwrap()
+            .keep
+    );
+}
+
+#[test]
+fn unreachable_targets_and_missing_data_are_errors() {
+    let device = Device::flex();
+    let net = common::zoo("vgg8_fashion_mnist.toml", None);
+    let weights = common::random_weights(&net, 2);
+    let mut r = request(&net, &weights, &device, Method::L1, 0.95, Allocation::Global);
+    r.max_ratio = 0.5;
+    let e = one_shot(&r).err().unwrap().to_string();
+    assert!(e.contains("out of reach") && e.contains("50%"), "{e}");
+    let mut r = request(&net, &weights, &device, Method::Similarity, 0.5, Allocation::Global);
+    r.probe = None;
+    let e = one_shot(&r).err().unwrap().to_string();
+    assert!(e.contains("needs data"), "{e}");
+}
+
+#[test]
+fn prune_command_writes_a_model_that_inspect_and_eval_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_sacp");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let w = dir.path().join("w.safetensors");
+    let run = |args: &[&str]| std::process::Command::new(bin).current_dir(root).args(args).output().unwrap();
+    assert!(
+        run(&["init", "models/vgg8_fashion_mnist.toml", "--out", w.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let out = dir.path().join("p");
+    let o = run(&[
+        "prune",
+        "models/vgg8_fashion_mnist.toml",
+        "--weights",
+        w.to_str().unwrap(),
+        "--macs-reduction",
+        "0.5",
+        "--gcn-steps",
+        "30",
+        "--data",
+        "synthetic:300",
+        "--heldout",
+        "50",
+        "--recalibrate",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("prune.json")).unwrap()).unwrap();
+    let r = report["macs_reduction"].as_f64().unwrap();
+    assert!(
+        (r - 0.5).abs() <= 0.02 && report["params_reduction"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!((0.0..=1.0).contains(&report["heldout_accuracy"].as_f64().unwrap()));
+    // The encoder is cached beside the weights.
+    assert!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().contains(".gcn-"))
+    );
+    let spec = out.join("pruned.toml");
+    let o = run(&["inspect", spec.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["totals"]["macs"], report["pruned"]["macs"]);
+    let o = run(&["eval", spec.to_str().unwrap(), "--data", "synthetic:300", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
