@@ -170,6 +170,9 @@ impl DataSet {
     }
 }
 
+/// Train and test images, classes, mean, std and augmentation of a freshly opened set.
+type Opened = (Arc<dyn ImageSource>, Arc<dyn ImageSource>, usize, Vec<f32>, Vec<f32>, Augment);
+
 /// The data set kinds `open` accepts.
 pub const KINDS: &[&str] = &["mnist", "fashion-mnist", "cifar10", "cifar100", "folder", "synthetic"];
 
@@ -184,72 +187,71 @@ pub fn open(name: &str, input: [usize; 3]) -> Result<DataSet, DataError> {
         .split_once(':')
         .ok_or_else(|| spec_error(format!("expected KIND:PATH with KIND one of {}", KINDS.join(", "))))?;
     let path = std::path::Path::new(path);
-    let (train, test, num_classes, mean, std, augment): (Arc<dyn ImageSource>, Arc<dyn ImageSource>, usize, Vec<f32>, Vec<f32>, Augment) =
-        match kind {
-            "mnist" | "fashion-mnist" => {
-                let (train, test) = idx::open(path)?;
-                let (mean, std) = if kind == "mnist" { (0.1307, 0.3081) } else { (0.2860, 0.3530) };
-                let augment = Augment {
+    let (train, test, num_classes, mean, std, augment): Opened = match kind {
+        "mnist" | "fashion-mnist" => {
+            let (train, test) = idx::open(path)?;
+            let (mean, std) = if kind == "mnist" { (0.1307, 0.3081) } else { (0.2860, 0.3530) };
+            let augment = Augment {
+                crop_padding: 0,
+                flip: kind == "fashion-mnist",
+            };
+            (Arc::new(train), Arc::new(test), 10, vec![mean], vec![std], augment)
+        }
+        "cifar10" | "cifar100" => {
+            let classes = if kind == "cifar10" { 10 } else { 100 };
+            let (train, test) = cifar::open(path, classes)?;
+            let (mean, std) = if classes == 10 {
+                (vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616])
+            } else {
+                (vec![0.5071, 0.4865, 0.4409], vec![0.2673, 0.2564, 0.2762])
+            };
+            (
+                Arc::new(train),
+                Arc::new(test),
+                classes,
+                mean,
+                std,
+                Augment {
+                    crop_padding: 4,
+                    flip: true,
+                },
+            )
+        }
+        "folder" => {
+            let (train, test, classes) = folder::open(path, input)?;
+            let crop_padding = input[1] / 8;
+            (
+                Arc::new(train),
+                Arc::new(test),
+                classes,
+                vec![0.485, 0.456, 0.406],
+                vec![0.229, 0.224, 0.225],
+                Augment { crop_padding, flip: true },
+            )
+        }
+        "synthetic" => {
+            let count = if path.as_os_str().is_empty() {
+                2000
+            } else {
+                path.to_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| spec_error("synthetic takes a number of training images, e.g. synthetic:2000".into()))?
+            };
+            let (train, test) = synthetic::generate(input, 10, count, 7);
+            (
+                Arc::new(train),
+                Arc::new(test),
+                10,
+                vec![0.5; input[0]],
+                vec![0.5; input[0]],
+                Augment {
                     crop_padding: 0,
-                    flip: kind == "fashion-mnist",
-                };
-                (Arc::new(train), Arc::new(test), 10, vec![mean], vec![std], augment)
-            }
-            "cifar10" | "cifar100" => {
-                let classes = if kind == "cifar10" { 10 } else { 100 };
-                let (train, test) = cifar::open(path, classes)?;
-                let (mean, std) = if classes == 10 {
-                    (vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616])
-                } else {
-                    (vec![0.5071, 0.4865, 0.4409], vec![0.2673, 0.2564, 0.2762])
-                };
-                (
-                    Arc::new(train),
-                    Arc::new(test),
-                    classes,
-                    mean,
-                    std,
-                    Augment {
-                        crop_padding: 4,
-                        flip: true,
-                    },
-                )
-            }
-            "folder" => {
-                let (train, test, classes) = folder::open(path, input)?;
-                let crop_padding = input[1] / 8;
-                (
-                    Arc::new(train),
-                    Arc::new(test),
-                    classes,
-                    vec![0.485, 0.456, 0.406],
-                    vec![0.229, 0.224, 0.225],
-                    Augment { crop_padding, flip: true },
-                )
-            }
-            "synthetic" => {
-                let count = if path.as_os_str().is_empty() {
-                    2000
-                } else {
-                    path.to_str()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| spec_error("synthetic takes a number of training images, e.g. synthetic:2000".into()))?
-                };
-                let (train, test) = synthetic::generate(input, 10, count, 7);
-                (
-                    Arc::new(train),
-                    Arc::new(test),
-                    10,
-                    vec![0.5; input[0]],
-                    vec![0.5; input[0]],
-                    Augment {
-                        crop_padding: 0,
-                        flip: false,
-                    },
-                )
-            }
-            other => return Err(spec_error(format!("unknown kind `{other}`; valid: {}", KINDS.join(", ")))),
-        };
+                    flip: false,
+                },
+            )
+        }
+        other => return Err(spec_error(format!("unknown kind `{other}`; valid: {}", KINDS.join(", ")))),
+    };
     if train.shape() != input {
         return Err(spec_error(format!(
             "images are {:?} (C, H, W) but the model takes {input:?}",

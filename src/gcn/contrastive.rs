@@ -52,9 +52,9 @@ pub(super) fn train(graph: &GraphInput, deps: &Dependencies, l1: &Scores, config
         rows.extend(negatives);
         let masks = Tensor::from_data(TensorData::new(rows.concat(), [2 * k + 1, graph.total]), device);
         let z = normalise(model.embed(&graph.adjacency, graph.features(masks)));
-        let anchor = z.clone().slice([0..1]);
-        let positive = (z.clone().slice([1..k + 1]) * anchor.clone()).sum_dim(1);
-        let negative = z.slice([k + 1..2 * k + 1]).matmul(anchor.transpose()).transpose().repeat_dim(0, k);
+        let anchor = z.clone().narrow(0, 0, 1);
+        let positive = (z.clone().narrow(0, 1, k) * anchor.clone()).sum_dim(1);
+        let negative = z.narrow(0, k + 1, k).matmul(anchor.transpose()).transpose().repeat_dim(0, k);
         // Row i: [sim(positive i), sim(negative 1..k)] / τ; the positive is the right answer.
         let logits = Tensor::cat(vec![positive, negative], 1).div_scalar(config.temperature);
         let loss = log_softmax(logits, 1).slice([0..k, 0..1]).neg().mean();

@@ -15,6 +15,9 @@ pub enum Allocation {
     Uniform,
 }
 
+/// For each step of a schedule, the channels each group has lost by then.
+type RemovalSchedule<'a> = Box<dyn Fn(usize) -> Vec<Vec<usize>> + 'a>;
+
 fn macs_reduction(net: &Network, deps: &Dependencies, keep: &[Vec<usize>]) -> f64 {
     let pruned = surgery::prune_network(net, deps, keep).expect("keep-sets built here are valid");
     1.0 - pruned.total_cost().macs as f64 / net.total_cost().macs as f64
@@ -61,7 +64,7 @@ pub fn select(
         .map(|(g, s)| if g.prunable() { ascending(s) } else { Vec::new() })
         .collect();
     // `removed(x)`: the channels removed at step x of a monotone schedule.
-    let (steps, removed): (usize, Box<dyn Fn(usize) -> Vec<Vec<usize>>>) = match allocation {
+    let (steps, removed): (usize, RemovalSchedule<'_>) = match allocation {
         Allocation::Global => {
             let mut all: Vec<(f32, usize, usize)> = Vec::new();
             for (g, (group, order)) in deps.groups.iter().zip(&orders).enumerate() {

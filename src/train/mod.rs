@@ -188,6 +188,7 @@ fn epoch_rng(seed: u64, epoch: usize) -> StdRng {
 /// seed: shuffling and augmentation are drawn from per-epoch seeded generators, and a
 /// checkpoint holds weights, BatchNorm statistics and momentum buffers, so a resumed run
 /// ends where an uninterrupted one does.
+#[allow(clippy::too_many_arguments)] // each argument is a separate concern of a run
 pub fn train(
     net: &Network,
     weights: &Weights,
