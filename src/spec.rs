@@ -12,28 +12,16 @@
 //! A graph spec (`arch = "graph"`) lists its layers instead of `depth`/`num_classes`; see
 //! [`write_graph_spec`].
 
-use crate::ir::{IrError, Network, NetworkBuilder, Op};
+use crate::ir::{IrError, Network, NetworkBuilder, OP_KINDS, Op};
 use crate::models::{self, ZooConfig, ZooError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-/// The ops a graph spec accepts.
-pub const GRAPH_OPS: &[&str] = &[
-    "conv2d",
-    "batchnorm",
-    "relu",
-    "relu6",
-    "maxpool2d",
-    "avgpool2d",
-    "global_avgpool",
-    "add",
-    "concat",
-    "zeropad",
-    "flatten",
-    "linear",
-    "output",
-];
+/// The ops a graph spec accepts: every kind but `input`, which `input = [C, H, W]` declares.
+pub fn graph_ops() -> &'static [&'static str] {
+    &OP_KINDS[1..]
+}
 
 /// A malformed or unreadable model spec. The message names the file, the line and the key.
 #[derive(Debug, thiserror::Error)]
@@ -263,7 +251,7 @@ fn build_graph(layers: &[LayerSpec], input: [usize; 3], text: &str, file: &str) 
                     format!(
                         "layer `{}`: `op`: unknown op `{other}`; valid: {}",
                         layer.name,
-                        GRAPH_OPS.join(", ")
+                        graph_ops().join(", ")
                     ),
                 ));
             }

@@ -8,31 +8,13 @@
 //! to each channel's mask come for free.
 
 use crate::deps::{Dependencies, units};
-use crate::ir::{Network, Op};
+use crate::ir::{Network, OP_KINDS, Op};
 use crate::weights::Weights;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 
-/// Operation kinds, one-hot encoded in the node features.
-const KINDS: [&str; 14] = [
-    "input",
-    "conv2d",
-    "batchnorm",
-    "relu",
-    "relu6",
-    "maxpool2d",
-    "avgpool2d",
-    "global_avgpool",
-    "add",
-    "concat",
-    "zeropad",
-    "flatten",
-    "linear",
-    "output",
-];
-
 /// Number of features per node.
-pub const FEATURES: usize = KINDS.len() + 10;
+pub const FEATURES: usize = OP_KINDS.len() + 10;
 
 /// The constant parts of the graph; [`GraphInput::features`] adds the mask-dependent ones.
 pub struct GraphInput {
@@ -107,12 +89,12 @@ impl GraphInput {
         let mut params = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
         let (mut norm, mut norm_sq, mut norm_count) = (Vec::new(), Vec::new(), Vec::new());
         let (mut gamma, mut gamma_sq, mut gamma_count) = (Vec::new(), Vec::new(), Vec::new());
-        let mut constant_rows = vec![0f32; n * (KINDS.len() + 2)];
+        let mut constant_rows = vec![0f32; n * (OP_KINDS.len() + 2)];
         for l in net.nodes() {
             let i = l.index();
             let op = &net.node(l).op;
-            let base = i * (KINDS.len() + 2);
-            constant_rows[base + KINDS.iter().position(|k| *k == op.kind()).expect("every op has a kind")] = 1.0;
+            let base = i * (OP_KINDS.len() + 2);
+            constant_rows[base + OP_KINDS.iter().position(|k| *k == op.kind()).expect("every op has a kind")] = 1.0;
             let (kernel, stride) = match op {
                 Op::Conv2d { kernel, stride, .. } | Op::MaxPool2d { kernel, stride, .. } | Op::AvgPool2d { kernel, stride, .. } => {
                     (kernel[0], stride[0])
@@ -120,8 +102,8 @@ impl GraphInput {
                 Op::ZeroPad { stride, .. } => (1, *stride),
                 _ => (1, 1),
             };
-            constant_rows[base + KINDS.len()] = kernel as f32 / 7.0;
-            constant_rows[base + KINDS.len() + 1] = stride as f32 / 2.0;
+            constant_rows[base + OP_KINDS.len()] = kernel as f32 / 7.0;
+            constant_rows[base + OP_KINDS.len() + 1] = stride as f32 / 2.0;
             let count = unit_index[i].len() as f32;
             unit_index[i].iter().for_each(|&m| out_share.push((m, i, 1.0 / count)));
             if let Some(&input) = net.inputs(l).first() {
@@ -180,7 +162,7 @@ impl GraphInput {
             total,
             offsets,
             adjacency: Tensor::from_data(TensorData::new(a, [n, n]), device),
-            constant: Tensor::from_data(TensorData::new(constant, [n, KINDS.len() + 2]), device),
+            constant: Tensor::from_data(TensorData::new(constant, [n, OP_KINDS.len() + 2]), device),
             out_share: matrix(&out_share),
             in_share: matrix(&in_share),
             macs: [row(macs.0, device), row(macs.1, device), row(macs.2, device)],

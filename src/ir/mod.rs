@@ -7,7 +7,7 @@ mod op;
 mod shape;
 
 pub use cost::{Cost, node_cost};
-pub use op::Op;
+pub use op::{OP_KINDS, Op};
 pub use shape::Shape;
 
 use petgraph::Direction;

@@ -85,6 +85,24 @@ pub enum Op {
     Output,
 }
 
+/// Every operation kind, as [`Op::kind`] names it, `input` first.
+pub const OP_KINDS: [&str; 14] = [
+    "input",
+    "conv2d",
+    "batchnorm",
+    "relu",
+    "relu6",
+    "maxpool2d",
+    "avgpool2d",
+    "global_avgpool",
+    "add",
+    "concat",
+    "zeropad",
+    "flatten",
+    "linear",
+    "output",
+];
+
 impl Op {
     /// The short lower-case name used in model specs, tables and error messages.
     pub fn kind(&self) -> &'static str {
