@@ -5,10 +5,20 @@ use crate::deps::Dependencies;
 use crate::ir::{Network, Op};
 use crate::weights::Weights;
 
-/// For each channel, the mean of `f(w)` over the weights of every filter that produces it
-/// (conv and linear output rows), averaged over those filters; `l2` takes the root.
-pub(super) fn filter_norms(net: &Network, weights: &Weights, deps: &Dependencies, f: impl Fn(f32) -> f32) -> Scores {
-    let rms = f(-2.0) == 4.0;
+/// Which filter norm to take.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Norm {
+    /// Mean absolute weight.
+    L1,
+    /// Root mean square weight.
+    L2,
+}
+
+/// For each channel, the norm (per weight) of every filter that produces it (conv and
+/// linear output rows), averaged over those filters.
+pub(super) fn filter_norms(net: &Network, weights: &Weights, deps: &Dependencies, norm: Norm) -> Scores {
+    let rms = norm == Norm::L2;
+    let f = |v: f32| if rms { v * v } else { v.abs() };
     deps.groups
         .iter()
         .map(|g| {
@@ -40,7 +50,7 @@ pub(super) fn filter_norms(net: &Network, weights: &Weights, deps: &Dependencies
 /// For each channel, the mean |γ| over the BatchNorm layers it passes through (the filter
 /// L1 score for a group without BatchNorm).
 pub(super) fn bn_scale(net: &Network, weights: &Weights, deps: &Dependencies) -> Scores {
-    let l1 = filter_norms(net, weights, deps, |w| w.abs());
+    let l1 = filter_norms(net, weights, deps, Norm::L1);
     deps.groups
         .iter()
         .zip(l1)

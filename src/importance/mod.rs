@@ -8,6 +8,8 @@ mod similarity;
 
 pub use allocate::{Allocation, select};
 
+use magnitude::Norm;
+
 use crate::deps::Dependencies;
 use crate::ir::Network;
 use crate::weights::Weights;
@@ -109,14 +111,14 @@ pub struct Context<'a> {
 
 /// The `l1` scores without a full [`Context`] (the GCN's positives are pruned by them).
 pub fn l1_scores(net: &Network, weights: &Weights, deps: &Dependencies) -> Scores {
-    magnitude::filter_norms(net, weights, deps, |w| w.abs())
+    magnitude::filter_norms(net, weights, deps, Norm::L1)
 }
 
 /// Scores every channel of every prunable group with `method`.
 pub fn score(method: Method, ctx: &Context) -> Result<Scores, ImportanceError> {
     Ok(match method {
-        Method::L1 => magnitude::filter_norms(ctx.net, ctx.weights, ctx.deps, |w| w.abs()),
-        Method::L2 => magnitude::filter_norms(ctx.net, ctx.weights, ctx.deps, |w| w * w),
+        Method::L1 => magnitude::filter_norms(ctx.net, ctx.weights, ctx.deps, Norm::L1),
+        Method::L2 => magnitude::filter_norms(ctx.net, ctx.weights, ctx.deps, Norm::L2),
         Method::BnScale => magnitude::bn_scale(ctx.net, ctx.weights, ctx.deps),
         Method::Random => {
             let mut rng = StdRng::seed_from_u64(ctx.seed);
