@@ -1,4 +1,4 @@
-//! The `train`, `eval` and `prune` commands.
+//! The `train`, `eval`, `prune` and `search` commands.
 
 use crate::load_weights;
 use anyhow::{Context, Result, bail};
@@ -379,5 +379,43 @@ pub fn prune(args: PruneArgs) -> Result<()> {
             .unwrap_or_default(),
         args.out.display()
     );
+    Ok(())
+}
+
+pub fn search(
+    space: &std::path::Path,
+    resume: bool,
+    out: Option<PathBuf>,
+    threads: Option<usize>,
+    check: bool,
+    quiet: bool,
+    json: bool,
+) -> Result<()> {
+    if check {
+        let checked = sacp::pipeline::check(space)?;
+        println!(
+            "{}: {} rate groups × {} levels = {} combinations, {} within the constraints",
+            space.display(),
+            checked.rate_groups.len(),
+            checked.space.levels().len(),
+            (checked.space.levels().len() as u64).saturating_pow(checked.rate_groups.len() as u32),
+            checked.grid.len()
+        );
+        for g in &checked.rate_groups {
+            let names: Vec<&str> = g.groups.iter().map(|&i| checked.deps.groups[i].name.as_str()).collect();
+            println!("  {:<28} {}", g.name, names.join(", "));
+        }
+        return Ok(());
+    }
+    let options = sacp::pipeline::Options {
+        resume,
+        out,
+        threads,
+        quiet,
+    };
+    let report = sacp::pipeline::run(space, &options)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     Ok(())
 }

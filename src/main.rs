@@ -72,6 +72,35 @@ enum Command {
     /// Prune a trained network once to a MAC target with an importance method; writes
     /// DIR/pruned.safetensors, DIR/pruned.toml and DIR/prune.json.
     Prune(commands::PruneArgs),
+    /// The main job: run a search-space file (TOML) end to end — train the base network if
+    /// no weights are given, search pruning-rate combinations (GCN-ranked, evaluated in
+    /// parallel), fine-tune the winner, and write pruned.safetensors, pruned.toml,
+    /// candidates.jsonl and report.json to the output folder.
+    Search {
+        /// Search-space file, e.g. search_spaces/quickstart.toml (fields: README.md).
+        space: PathBuf,
+        /// Continue the search logged in the output folder (after a crash or kill); logged
+        /// candidates are not evaluated again.
+        #[arg(long)]
+        resume: bool,
+        /// Output folder, instead of the file's `[output] folder`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Candidates evaluated at once, instead of `[search] threads` (0: one per core).
+        /// Results do not depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Only check the file (keys, types, ranges, paths, space size, reachable targets)
+        /// and print the space's size; do no work.
+        #[arg(long)]
+        check: bool,
+        /// No progress bars or messages (errors still go to stderr).
+        #[arg(long)]
+        quiet: bool,
+        /// Print report.json to stdout when done.
+        #[arg(long)]
+        json: bool,
+    },
     /// Time forward passes of a network on a backend.
     Bench {
         /// Model spec (TOML).
@@ -114,6 +143,15 @@ fn main() -> Result<()> {
             iters,
         } => bench(&model, weights, backend, batch, iters),
         Command::Prune(args) => commands::prune(args),
+        Command::Search {
+            space,
+            resume,
+            out,
+            threads,
+            check,
+            quiet,
+            json,
+        } => commands::search(&space, resume, out, threads, check, quiet, json),
         Command::Train(args) => commands::train(args),
         Command::Eval {
             model,

@@ -120,3 +120,21 @@ pub fn select(
     }
     Ok(keep_without(deps, &removed(lo)))
 }
+
+/// The keep-set that gives every group its width in `widths`, keeping the group's most
+/// important channels (ties broken by index); pinned groups keep everything.
+pub fn keep_widths(deps: &Dependencies, scores: &Scores, widths: &[usize]) -> Vec<Vec<usize>> {
+    deps.groups
+        .iter()
+        .zip(scores)
+        .zip(widths)
+        .map(|((g, s), &w)| {
+            if !g.prunable() || w >= g.size() {
+                return (0..g.size()).collect();
+            }
+            let mut kept = ascending(s)[g.size() - w.max(1)..].to_vec();
+            kept.sort_unstable();
+            kept
+        })
+        .collect()
+}

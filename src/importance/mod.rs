@@ -6,7 +6,7 @@ mod allocate;
 mod magnitude;
 mod similarity;
 
-pub use allocate::{Allocation, select};
+pub use allocate::{Allocation, keep_widths, select};
 
 use magnitude::Norm;
 

@@ -1,0 +1,67 @@
+//! Scoring a candidate for real: cut the network to the candidate's widths (keeping each
+//! group's most important channels), re-estimate BatchNorm statistics, measure held-out
+//! accuracy. Deterministic: the recalibration batches and the held-out images are fixed.
+
+use crate::data::{Batcher, DataError, Split};
+use crate::deps::Dependencies;
+use crate::exec::Executable;
+use crate::importance::{Scores, keep_widths};
+use crate::ir::Network;
+use crate::surgery;
+use crate::train;
+use crate::weights::Weights;
+use burn::tensor::Device;
+
+/// Everything a candidate's evaluation needs, shared by the worker threads.
+pub struct CandidateEvaluator<'a> {
+    /// The unpruned network.
+    pub net: &'a Network,
+    /// Its weights.
+    pub weights: &'a Weights,
+    /// Its channel groups.
+    pub deps: &'a Dependencies,
+    /// Channel importance, deciding which channels a width keeps.
+    pub scores: &'a Scores,
+    /// Training images for recalibration.
+    pub train: &'a Split,
+    /// The held-out images a candidate is scored on.
+    pub heldout: &'a Split,
+    /// Normalisation.
+    pub batcher: &'a Batcher,
+    /// Recalibration batches.
+    pub recalibration_batches: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Classes.
+    pub num_classes: usize,
+    /// Seed of the recalibration batches.
+    pub seed: u64,
+    /// The backend device.
+    pub device: &'a Device,
+}
+
+impl CandidateEvaluator<'_> {
+    /// The pruned network and weights for `widths`, with recalibrated BatchNorm statistics.
+    pub fn pruned(&self, widths: &[usize]) -> Result<(Network, Weights), DataError> {
+        let keep = keep_widths(self.deps, self.scores, widths);
+        let (net, weights) = surgery::prune(self.net, self.weights, self.deps, &keep).expect("widths from the layout are valid");
+        let exec = Executable::new(&net, &weights, self.device);
+        train::recalibrate(
+            &exec,
+            self.train,
+            self.batcher,
+            self.recalibration_batches,
+            self.batch_size,
+            self.seed,
+            self.device,
+        )?;
+        Ok((net, exec.weights()))
+    }
+
+    /// Held-out top-1 accuracy of the candidate with these widths.
+    pub fn accuracy(&self, widths: &[usize]) -> Result<f64, DataError> {
+        let (net, weights) = self.pruned(widths)?;
+        let exec = Executable::new(&net, &weights, self.device);
+        Ok(train::evaluate(&exec, self.heldout, self.batcher, self.batch_size, self.num_classes, self.device)?.top1)
+    }
+}

@@ -1,0 +1,496 @@
+//! `sacp search`: the whole job of a search-space file. Check the space (before any work) →
+//! train the base network if no weights are given → score channels → search the rate
+//! combinations (GCN-ranked, evaluated in parallel, logged) → recalibrate and fine-tune the
+//! winner → export `pruned.safetensors`, `pruned.toml`, `report.json` beside the log.
+
+mod evaluate;
+mod report;
+
+pub use evaluate::CandidateEvaluator;
+pub use report::{LayerWidth, RateGroupReport, Report, Side, latency_ms, layer_widths};
+
+use crate::data::{self, DataError, DataSet};
+use crate::deps::Dependencies;
+use crate::exec::{BackendError, Executable};
+use crate::gcn::{self, Encoder, GcnConfig, GcnError};
+use crate::importance::{self, Context, ImportanceError, keep_widths};
+use crate::ir::Network;
+use crate::search::candidates::{Candidate, Layout, Target, check_space};
+use crate::search::log::{Header, Log, LogError, Record};
+use crate::search::space::{Ranking, SearchSpace};
+use crate::search::{self, SearchError, Space, clusters};
+use crate::spec::{self, SpecError};
+use crate::train::{self, Checkpointing, Distill, Schedule, TrainConfig, TrainError};
+use crate::weights::{self, WeightError, Weights};
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Errors of a search run, each with its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The search space or the model spec is malformed.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The data set could not be read.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Weights could not be read or written.
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// Channel scoring failed.
+    #[error(transparent)]
+    Importance(#[from] ImportanceError),
+    /// The GCN encoder failed.
+    #[error(transparent)]
+    Gcn(#[from] GcnError),
+    /// The search failed.
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    /// The candidate log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The backend could not start.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Run-time options that are not part of the search space.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Continue the search logged in the output folder.
+    pub resume: bool,
+    /// Output folder instead of `[output] folder`.
+    pub out: Option<PathBuf>,
+    /// Worker threads instead of `[search] threads`.
+    pub threads: Option<usize>,
+    /// No progress bars or messages.
+    pub quiet: bool,
+}
+
+/// Everything checked before any work: the space, the network, its rate groups and the
+/// feasible grid.
+pub struct Checked {
+    /// The search space.
+    pub space: SearchSpace,
+    /// The network to prune.
+    pub network: Network,
+    /// Its channel groups.
+    pub deps: Dependencies,
+    /// Its rate groups.
+    pub rate_groups: Vec<clusters::RateGroup>,
+    /// The targets.
+    pub target: Target,
+    /// The feasible points of the coarse grid.
+    pub grid: Vec<Candidate>,
+}
+
+/// Reads a search space and checks everything that can be checked without data or
+/// weights: keys and types, ranges, paths, the model spec, the rate groups, the size of
+/// the space and whether the targets are reachable.
+pub fn check(path: &Path) -> Result<Checked, PipelineError> {
+    let space = SearchSpace::load(path)?;
+    let model = spec::load(&space.resolve(&space.model.spec))?;
+    let network = model.network;
+    let deps = Dependencies::analyse(&network);
+    let rate_groups = clusters::rate_groups(&space, &network, &deps)?;
+    let target = Target {
+        macs: space.constraints.macs_reduction,
+        params: space.constraints.params_reduction,
+        tolerance: space.constraints.tolerance,
+    };
+    let grid = {
+        let layout = Layout::new(&network, &deps, rate_groups.clone(), space.levels());
+        check_space(&space, &layout, &target)?
+    };
+    Ok(Checked {
+        space,
+        network,
+        deps,
+        rate_groups,
+        target,
+        grid,
+    })
+}
+
+fn bar(quiet: bool, len: u64, template: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+#[allow(clippy::too_many_arguments)] // train()'s arguments plus the bar switch
+fn train_with_bar(
+    net: &Network,
+    initial: &Weights,
+    data: &DataSet,
+    config: &TrainConfig,
+    distill: Option<&Distill>,
+    device: &Device,
+    checkpoint: &Checkpointing,
+    quiet: bool,
+) -> Result<train::TrainSummary, TrainError> {
+    let progress = bar(quiet, 0, "  epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}");
+    let summary = train::train(net, initial, data, config, distill, device, Some(checkpoint), &mut |r| {
+        progress.set_length(r.steps_per_epoch as u64);
+        progress.set_prefix(format!("{}/{}", r.epoch, config.epochs));
+        progress.set_position(r.step as u64);
+        progress.set_message(format!("loss {:.4} acc {:.2}%", r.loss, 100.0 * r.accuracy));
+        std::ops::ControlFlow::Continue(())
+    })?;
+    progress.finish_and_clear();
+    Ok(summary)
+}
+
+fn training_config(epochs: usize, batch_size: usize, lr: f64, max_steps: Option<usize>, space: &SearchSpace) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size,
+        lr,
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 5e-4,
+        schedule: Schedule::Cosine,
+        label_smoothing: 0.0,
+        seed: space.search.seed,
+        heldout: space.data.heldout,
+        max_steps_per_epoch: max_steps,
+    }
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> PipelineError + '_ {
+    move |source| PipelineError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Runs the search-space file at `path` to the end and returns the report it wrote.
+pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
+    let started = Instant::now();
+    let Checked {
+        mut space,
+        network: net,
+        deps,
+        rate_groups,
+        target,
+        grid,
+    } = check(path)?;
+    if let Some(t) = options.threads {
+        space.search.threads = t;
+    }
+    let say = |message: String| {
+        if !options.quiet {
+            eprintln!("{message}");
+        }
+    };
+    let out = options.out.clone().unwrap_or_else(|| space.output_folder());
+    let log_path = out.join("candidates.jsonl");
+    if !options.resume && log_path.exists() {
+        return Err(LogError::Exists {
+            path: log_path.display().to_string(),
+        }
+        .into());
+    }
+    std::fs::create_dir_all(&out).map_err(io_error(&out))?;
+    let input: [usize; 3] = net.shape(net.input()).dims().try_into().expect("a C×H×W input");
+    let data = data::open(&space.dataset(), input)?;
+    if data.num_classes != net.shape(net.output()).channels() {
+        return Err(space
+            .error(
+                "data.dataset",
+                format!(
+                    "the data set has {} classes but the network has {} outputs",
+                    data.num_classes,
+                    net.shape(net.output()).channels()
+                ),
+            )
+            .into());
+    }
+    let device = space.evaluate.backend.device()?;
+    say(format!(
+        "sacp search: {} rate groups × {} levels, {} feasible grid points; device {device:?}",
+        rate_groups.len(),
+        space.levels().len(),
+        grid.len()
+    ));
+
+    // The base network.
+    let base_weights = match &space.model.weights {
+        Some(w) => {
+            let w_path = space.resolve(w);
+            let w = weights::load(&w_path)?;
+            w.check(&net, &w_path.display().to_string())?;
+            w
+        }
+        None => {
+            let cached = out.join("base.safetensors");
+            if cached.is_file() {
+                say(format!("base network: {}", cached.display()));
+                weights::load(&cached)?
+            } else {
+                say(format!("training the base network ({} epochs)", space.train.epochs));
+                let t = &space.train;
+                let config = training_config(t.epochs, t.batch_size, t.lr, t.max_steps, &space);
+                let initial = weights::initialise(&net, t.seed);
+                let checkpoint = Checkpointing {
+                    path: out.join("base.checkpoint.safetensors"),
+                    resume: true,
+                };
+                let summary = train_with_bar(&net, &initial, &data, &config, None, &device, &checkpoint, options.quiet)?;
+                weights::save(&summary.weights, &cached)?;
+                summary.weights
+            }
+        }
+    };
+
+    // Channel scores and the GCN encoder.
+    let gcn_config = GcnConfig {
+        steps: space.search.gcn_steps,
+        seed: space.search.seed,
+        ..GcnConfig::default()
+    };
+    let weights_key = gcn::cache_key(&net, &base_weights, &gcn_config);
+    let method = space.search.importance;
+    let needs_encoder = method == importance::Method::Gcn || space.search.ranking == Ranking::Gcn;
+    let encoder = if needs_encoder {
+        say("GCN encoder: training (or loading from the output folder)".into());
+        Some(Encoder::load_or_train(
+            &net,
+            &base_weights,
+            &deps,
+            &gcn_config,
+            Some(&out.join(format!("gcn-{weights_key}.safetensors"))),
+            &device,
+        )?)
+    } else {
+        None
+    };
+    let (train_split, heldout_full) = data.split(space.data.heldout, space.search.seed);
+    let batcher = data.batcher();
+    let probe = {
+        let positions: Vec<usize> = (0..train_split.len().min(256)).collect();
+        Some(batcher.batch(&train_split, &positions, None, &device)?.images)
+    };
+    let scores = importance::score(
+        method,
+        &Context {
+            net: &net,
+            weights: &base_weights,
+            deps: &deps,
+            seed: space.search.seed,
+            device: &device,
+            probe,
+            encoder: encoder.as_ref(),
+        },
+    )?;
+    let batch_size = space.data.batch_size;
+    let heldout = if space.evaluate.heldout_batches == 0 {
+        heldout_full.clone()
+    } else {
+        let mut h = heldout_full.clone();
+        h.indices.truncate(space.evaluate.heldout_batches * batch_size);
+        h
+    };
+    let evaluator = CandidateEvaluator {
+        net: &net,
+        weights: &base_weights,
+        deps: &deps,
+        scores: &scores,
+        train: &train_split,
+        heldout: &heldout,
+        batcher: &batcher,
+        recalibration_batches: space.evaluate.recalibration_batches,
+        batch_size,
+        num_classes: data.num_classes,
+        seed: space.search.seed,
+        device: &device,
+    };
+
+    // The search.
+    let layout = Layout::new(&net, &deps, rate_groups.clone(), space.levels());
+    let header = Header::new(
+        format!("{}-{weights_key}", space.fingerprint()),
+        rate_groups.iter().map(|g| g.name.clone()).collect(),
+    );
+    let (log, logged) = Log::open(&log_path, &header, options.resume)?;
+    if !logged.is_empty() {
+        say(format!("resuming: {} candidates already in {}", logged.len(), log_path.display()));
+    }
+    say(format!(
+        "searching: {:?} strategy, {} ranking, budget {}, top-m {} per round",
+        space.search.strategy,
+        if space.search.ranking == Ranking::Gcn { "GCN" } else { "no" },
+        space.search.budget,
+        space.search.gcn_top_m
+    ));
+    let progress = bar(
+        options.quiet,
+        space.search.budget as u64,
+        "  candidates [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+    );
+    let best = Mutex::new(None::<(f64, f64)>);
+    let observe = |r: &Record, _from_log: bool| {
+        let mut b = best.lock().expect("no observer panicked");
+        if b.is_none_or(|(acc, _)| r.heldout_accuracy > acc) {
+            *b = Some((r.heldout_accuracy, r.macs_reduction));
+        }
+        let (acc, macs) = b.expect("set above");
+        progress.set_message(format!("best {:.2}% held-out at {:.1}% MACs removed", 100.0 * acc, 100.0 * macs));
+        progress.inc(1);
+    };
+    let mut rank = |candidates: &[Candidate]| -> Vec<f32> {
+        let encoder = encoder.as_ref().expect("the GCN ranking has an encoder");
+        let masks: Vec<Vec<f32>> = candidates
+            .iter()
+            .map(|c| gcn::mask_of(&deps, &keep_widths(&deps, &scores, &c.widths)))
+            .collect();
+        encoder.similarity(&masks)
+    };
+    let evaluate = |c: &Candidate| evaluator.accuracy(&c.widths).map_err(|e| e.to_string());
+    let search_space = Space {
+        layout: &layout,
+        target,
+        grid: &grid,
+    };
+    let outcome = search::run(&search_space, &space.search, &mut rank, &evaluate, log, logged, &observe)?;
+    progress.finish_and_clear();
+    let winner = outcome.records[outcome.winner].clone();
+    say(format!(
+        "winner: {:.2}% held-out, {:.1}% MACs and {:.1}% parameters removed ({} candidates, {} from the log)",
+        100.0 * winner.heldout_accuracy,
+        100.0 * winner.macs_reduction,
+        100.0 * winner.params_reduction,
+        outcome.records.len(),
+        outcome.reused
+    ));
+
+    // Fine-tune and export the winner.
+    let (pruned_net, recalibrated) = evaluator.pruned(&winner.widths)?;
+    let f = &space.finetune;
+    let final_weights = if f.epochs > 0 {
+        say(format!("fine-tuning the winner ({} epochs)", f.epochs));
+        let config = TrainConfig {
+            lr: f.lr,
+            ..training_config(f.epochs, f.batch_size, f.lr, f.max_steps, &space)
+        };
+        let distill = f.distillation.then(|| Distill {
+            teacher: Executable::new(&net, &base_weights, &device),
+            temperature: f.temperature,
+            alpha: f.alpha,
+        });
+        let checkpoint = Checkpointing {
+            path: out.join("finetune.checkpoint.safetensors"),
+            resume: options.resume,
+        };
+        let summary = train_with_bar(
+            &pruned_net,
+            &recalibrated,
+            &data,
+            &config,
+            distill.as_ref(),
+            &device,
+            &checkpoint,
+            options.quiet,
+        )?;
+        summary.weights
+    } else {
+        recalibrated
+    };
+    let test = data.test_split();
+    let accuracy = |n: &Network, w: &Weights, split: &data::Split| -> Result<f64, PipelineError> {
+        let exec = Executable::new(n, w, &device);
+        Ok(train::evaluate(&exec, split, &batcher, batch_size, data.num_classes, &device)?.top1)
+    };
+    let side = |n: &Network, w: &Weights| -> Result<Side, PipelineError> {
+        let cost = n.total_cost();
+        Ok(Side {
+            macs: cost.macs,
+            params: cost.params,
+            test_accuracy: accuracy(n, w, &test)?,
+            heldout_accuracy: accuracy(n, w, &heldout_full)?,
+            latency_ms: latency_ms(n, w, space.evaluate.latency_batch, &device),
+        })
+    };
+    say("measuring the base and the pruned network".into());
+    let base_side = side(&net, &base_weights)?;
+    let pruned_side = side(&pruned_net, &final_weights)?;
+    weights::save(&final_weights, &out.join("pruned.safetensors"))?;
+    let pruned_toml = out.join("pruned.toml");
+    weights::write_atomic(
+        &pruned_toml,
+        spec::write_graph_spec(&pruned_net, Some("pruned.safetensors")).as_bytes(),
+    )
+    .map_err(io_error(&pruned_toml))?;
+    let report = Report {
+        macs_reduction: 1.0 - pruned_side.macs as f64 / base_side.macs as f64,
+        params_reduction: 1.0 - pruned_side.params as f64 / base_side.params as f64,
+        speedup: base_side.latency_ms / pruned_side.latency_ms,
+        latency_batch: space.evaluate.latency_batch,
+        base: base_side,
+        pruned: pruned_side,
+        rates: rate_groups
+            .iter()
+            .map(|g| g.name.clone())
+            .zip(winner.rates.iter().copied())
+            .collect(),
+        rate_groups: rate_groups
+            .iter()
+            .zip(&winner.rates)
+            .map(|(g, &rate)| RateGroupReport {
+                name: g.name.clone(),
+                rate,
+                groups: g.groups.iter().map(|&i| deps.groups[i].name.clone()).collect(),
+            })
+            .collect(),
+        widths: layer_widths(&net, &pruned_net),
+        candidates_evaluated: outcome.records.len(),
+        candidates_reused: outcome.reused,
+        feasible_grid_points: grid.len(),
+        winner,
+        search: serde_json::json!({
+            "strategy": space.search.strategy, "ranking": space.search.ranking,
+            "importance": space.search.importance, "budget": space.search.budget,
+            "gcn_top_m": space.search.gcn_top_m, "seed": space.search.seed,
+        }),
+        constraints: serde_json::to_value(&space.constraints).expect("constraints serialise"),
+        device: format!("{device:?}"),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let report_path = out.join("report.json");
+    weights::write_atomic(
+        &report_path,
+        serde_json::to_string_pretty(&report).expect("a report serialises").as_bytes(),
+    )
+    .map_err(io_error(&report_path))?;
+    say(format!(
+        "test accuracy {:.2}% → {:.2}%, MACs −{:.1}%, params −{:.1}%, {:.2}× faster; wrote {}",
+        100.0 * report.base.test_accuracy,
+        100.0 * report.pruned.test_accuracy,
+        100.0 * report.macs_reduction,
+        100.0 * report.params_reduction,
+        report.speedup,
+        out.display()
+    ));
+    Ok(report)
+}

@@ -1,0 +1,192 @@
+//! The combination space: a candidate is one pruning rate per rate group; it fixes every
+//! channel group's width, and with it the pruned network's MACs and parameters (read off
+//! the graph, no backend).
+
+use super::clusters::RateGroup;
+use super::space::SearchSpace;
+use crate::deps::Dependencies;
+use crate::ir::{Cost, Network};
+use crate::spec::SpecError;
+use crate::surgery;
+use rayon::prelude::*;
+
+/// One point of the space with its cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// A pruning rate per rate group.
+    pub rates: Vec<f64>,
+    /// Channels each channel group keeps (pinned and unclustered groups keep all).
+    pub widths: Vec<usize>,
+    /// MACs of the pruned network.
+    pub macs: u64,
+    /// Parameters of the pruned network.
+    pub params: u64,
+    /// Share of the original MACs removed.
+    pub macs_reduction: f64,
+    /// Share of the original parameters removed.
+    pub params_reduction: f64,
+}
+
+/// The rate groups, their levels and the network they prune.
+pub struct Layout<'a> {
+    /// The network.
+    pub net: &'a Network,
+    /// Its channel groups.
+    pub deps: &'a Dependencies,
+    /// The rate groups.
+    pub rate_groups: Vec<RateGroup>,
+    /// Rate levels of the coarse grid, ascending.
+    pub levels: Vec<f64>,
+    base: Cost,
+}
+
+/// Reduction targets with their tolerance.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    /// Share of MACs to remove.
+    pub macs: Option<f64>,
+    /// Share of parameters to remove.
+    pub params: Option<f64>,
+    /// Allowed distance from each target.
+    pub tolerance: f64,
+}
+
+impl Target {
+    /// True when every given reduction is within tolerance of its target.
+    pub fn admits(&self, c: &Candidate) -> bool {
+        let near = |target: Option<f64>, value: f64| target.is_none_or(|t| (value - t).abs() <= self.tolerance + 1e-12);
+        near(self.macs, c.macs_reduction) && near(self.params, c.params_reduction)
+    }
+}
+
+impl<'a> Layout<'a> {
+    /// A layout over `rate_groups` with the given coarse levels.
+    pub fn new(net: &'a Network, deps: &'a Dependencies, rate_groups: Vec<RateGroup>, levels: Vec<f64>) -> Self {
+        Layout {
+            net,
+            deps,
+            rate_groups,
+            levels,
+            base: net.total_cost(),
+        }
+    }
+
+    /// MACs and parameters of the unpruned network.
+    pub fn base(&self) -> Cost {
+        self.base
+    }
+
+    /// Channels each group keeps at these rates: `size − round(rate · size)`, at least one.
+    pub fn widths(&self, rates: &[f64]) -> Vec<usize> {
+        let mut widths: Vec<usize> = self.deps.groups.iter().map(|g| g.size()).collect();
+        for (cluster, &rate) in self.rate_groups.iter().zip(rates) {
+            for &g in &cluster.groups {
+                let size = widths[g];
+                widths[g] = size.saturating_sub((rate * size as f64).round() as usize).max(1);
+            }
+        }
+        widths
+    }
+
+    /// The candidate at these rates, with its cost.
+    pub fn candidate(&self, rates: &[f64]) -> Candidate {
+        let widths = self.widths(rates);
+        let keep: Vec<Vec<usize>> = widths.iter().map(|&w| (0..w).collect()).collect();
+        let cost = surgery::prune_network(self.net, self.deps, &keep)
+            .expect("prefix keep-sets of admissible widths are valid")
+            .total_cost();
+        Candidate {
+            rates: rates.to_vec(),
+            macs: cost.macs,
+            params: cost.params,
+            macs_reduction: 1.0 - cost.macs as f64 / self.base.macs as f64,
+            params_reduction: 1.0 - cost.params as f64 / self.base.params as f64,
+            widths,
+        }
+    }
+
+    /// Number of points of the coarse grid (levels ^ rate groups), saturating.
+    pub fn combinations(&self) -> u64 {
+        (self.levels.len() as u64).saturating_pow(self.rate_groups.len() as u32)
+    }
+
+    /// The rates of grid point `index` (mixed radix, first rate group slowest).
+    pub fn grid_point(&self, mut index: u64) -> Vec<f64> {
+        let k = self.levels.len() as u64;
+        let mut rates = vec![0.0; self.rate_groups.len()];
+        for r in rates.iter_mut().rev() {
+            *r = self.levels[(index % k) as usize];
+            index /= k;
+        }
+        rates
+    }
+
+    /// Every grid point the target admits, in grid order (costed in parallel).
+    pub fn feasible_grid(&self, target: &Target) -> Vec<Candidate> {
+        (0..self.combinations())
+            .into_par_iter()
+            .map(|i| self.candidate(&self.grid_point(i)))
+            .filter(|c| target.admits(c))
+            .collect()
+    }
+}
+
+/// Checks the space's size and that its targets are reachable, before any work; errors
+/// point at `space.max_combinations` or at the constraint no combination meets.
+pub fn check_space(space: &SearchSpace, layout: &Layout, target: &Target) -> Result<Vec<Candidate>, SpecError> {
+    if layout.rate_groups.is_empty() {
+        return Err(space.error("space", "no channel group is left to prune (all pinned, excluded or unlisted)"));
+    }
+    let n = layout.combinations();
+    if n > space.space.max_combinations {
+        return Err(space.error(
+            "space.max_combinations",
+            format!(
+                "the space has {} levels ^ {} rate groups = {} combinations, more than max_combinations = {}; use fewer levels, a coarser clustering, or raise the bound",
+                layout.levels.len(),
+                layout.rate_groups.len(),
+                if n == u64::MAX { "more than 2^64".to_string() } else { n.to_string() },
+                space.space.max_combinations
+            ),
+        ));
+    }
+    let feasible = layout.feasible_grid(target);
+    if feasible.is_empty() {
+        let all: Vec<Candidate> = (0..n).into_par_iter().map(|i| layout.candidate(&layout.grid_point(i))).collect();
+        let range = |f: fn(&Candidate) -> f64| {
+            let lo = all.iter().map(f).fold(f64::INFINITY, f64::min);
+            let hi = all.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
+            (100.0 * lo, 100.0 * hi)
+        };
+        let tol = 100.0 * target.tolerance;
+        let (key, message) = match (target.macs, target.params) {
+            (Some(t), _) if !all.iter().any(|c| (c.macs_reduction - t).abs() <= target.tolerance) => {
+                let (lo, hi) = range(|c| c.macs_reduction);
+                (
+                    "constraints.macs_reduction",
+                    format!(
+                        "no combination of the space removes {:.1}% ± {tol:.1}% of the MACs: they remove {lo:.1}% to {hi:.1}%; change the target or `space.rates`",
+                        100.0 * t
+                    ),
+                )
+            }
+            (_, Some(t)) if !all.iter().any(|c| (c.params_reduction - t).abs() <= target.tolerance) => {
+                let (lo, hi) = range(|c| c.params_reduction);
+                (
+                    "constraints.params_reduction",
+                    format!(
+                        "no combination of the space removes {:.1}% ± {tol:.1}% of the parameters: they remove {lo:.1}% to {hi:.1}%; change the target or `space.rates`",
+                        100.0 * t
+                    ),
+                )
+            }
+            _ => (
+                "constraints",
+                "no combination of the space meets the MACs and the parameters targets at once; loosen `tolerance` or one target"
+                    .to_string(),
+            ),
+        };
+        return Err(space.error(key, message));
+    }
+    Ok(feasible)
+}

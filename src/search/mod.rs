@@ -1,0 +1,180 @@
+//! The search over per-rate-group pruning rates (SACP's bounded combination space).
+//!
+//! Each round a strategy proposes feasible, unseen candidates (the constraints are checked
+//! on the graph, before any evaluation); they are ranked by the GCN embedding's similarity
+//! to the original network (or shuffled, the baseline) and the top-m are evaluated in
+//! parallel by a caller-supplied evaluator. Every evaluation is logged at once; a resumed
+//! search replays the same rounds and takes logged results instead of evaluating again.
+//! Everything here is pure except the evaluator the caller passes in.
+
+pub mod candidates;
+pub mod clusters;
+pub mod log;
+pub mod space;
+pub mod strategy;
+
+use candidates::{Candidate, Layout, Target};
+use log::{Log, LogError, Record};
+use rand::seq::SliceRandom;
+use rayon::prelude::*;
+use space::{Ranking, SearchSection};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Instant;
+use strategy::{Proposer, Scored, round_rng};
+
+/// Errors of a search run.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The candidate log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Evaluating a candidate failed.
+    #[error("evaluating a candidate failed: {0}")]
+    Evaluate(String),
+    /// The worker threads could not be started.
+    #[error("cannot start {threads} worker threads: {message}")]
+    Threads {
+        /// Threads asked for.
+        threads: usize,
+        /// Why not.
+        message: String,
+    },
+}
+
+/// What a finished search found.
+pub struct Outcome {
+    /// Every candidate of this search in the order they were chosen (logged or evaluated).
+    pub records: Vec<Record>,
+    /// Index of the winner in `records`: best held-out accuracy, then fewest MACs.
+    pub winner: usize,
+    /// How many of `records` came from the log of an earlier run.
+    pub reused: usize,
+}
+
+/// Scores a candidate: its held-out accuracy (or an error message).
+pub type Evaluate<'a> = dyn Fn(&Candidate) -> Result<f64, String> + Sync + 'a;
+/// Similarity of each candidate's GCN embedding to the original network's.
+pub type Rank<'a> = dyn FnMut(&[Candidate]) -> Vec<f32> + 'a;
+/// Sees every record as it is done, and whether it came from the log.
+pub type Observe<'a> = dyn Fn(&Record, bool) + Sync + 'a;
+
+/// The candidates and their context.
+pub struct Space<'a> {
+    /// Rate groups, levels and the network.
+    pub layout: &'a Layout<'a>,
+    /// The reduction targets.
+    pub target: Target,
+    /// The feasible points of the coarse grid.
+    pub grid: &'a [Candidate],
+}
+
+/// Runs the search. `logged` are records of an earlier run of the same search (from
+/// [`Log::open`]); they are taken instead of evaluated when the search reaches them.
+pub fn run(
+    space: &Space,
+    settings: &SearchSection,
+    rank: &mut Rank,
+    evaluate: &Evaluate,
+    log: Log,
+    logged: Vec<Record>,
+    observe: &Observe,
+) -> Result<Outcome, SearchError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(settings.threads)
+        .build()
+        .map_err(|e| SearchError::Threads {
+            threads: settings.threads,
+            message: e.to_string(),
+        })?;
+    let logged: HashMap<Vec<usize>, Record> = logged.into_iter().map(|r| (r.widths.clone(), r)).collect();
+    let log = Mutex::new(log);
+    let mut proposer = Proposer::new(settings.strategy, settings.seed, &space.layout.levels);
+    let mut done: Vec<(Candidate, Record)> = Vec::new();
+    let mut seen: HashSet<Vec<usize>> = HashSet::new();
+    let mut similarity: HashMap<Vec<usize>, f32> = HashMap::new();
+    let mut reused = 0;
+    let mut round = 0;
+    while done.len() < settings.budget {
+        let history: Vec<Scored> = done
+            .iter()
+            .map(|(c, r)| Scored {
+                candidate: c,
+                accuracy: r.heldout_accuracy,
+            })
+            .collect();
+        let proposals = proposer.propose(round, space.layout, &space.target, space.grid, &history, &seen, settings.pool);
+        if proposals.is_empty() {
+            break;
+        }
+        let order: Vec<usize> = match settings.ranking {
+            Ranking::Gcn => {
+                let missing: Vec<Candidate> = proposals.iter().filter(|c| !similarity.contains_key(&c.widths)).cloned().collect();
+                if !missing.is_empty() {
+                    let sims = rank(&missing);
+                    similarity.extend(missing.into_iter().map(|c| c.widths).zip(sims));
+                }
+                let mut order: Vec<usize> = (0..proposals.len()).collect();
+                order.sort_by(|&a, &b| {
+                    similarity[&proposals[b].widths]
+                        .total_cmp(&similarity[&proposals[a].widths])
+                        .then(a.cmp(&b))
+                });
+                order
+            }
+            Ranking::None => {
+                let mut order: Vec<usize> = (0..proposals.len()).collect();
+                order.shuffle(&mut round_rng(settings.seed.wrapping_add(1), round));
+                order
+            }
+        };
+        let take = settings.gcn_top_m.min(settings.budget - done.len());
+        let chosen: Vec<&Candidate> = order.iter().take(take).map(|&i| &proposals[i]).collect();
+        let results: Vec<Result<(Record, bool), SearchError>> = pool.install(|| {
+            chosen
+                .par_iter()
+                .map(|c| {
+                    if let Some(r) = logged.get(&c.widths) {
+                        observe(r, true);
+                        return Ok((r.clone(), true));
+                    }
+                    let started = Instant::now();
+                    let accuracy = evaluate(c).map_err(SearchError::Evaluate)?;
+                    let record = Record {
+                        round,
+                        rates: c.rates.clone(),
+                        widths: c.widths.clone(),
+                        macs: c.macs,
+                        params: c.params,
+                        macs_reduction: c.macs_reduction,
+                        params_reduction: c.params_reduction,
+                        gcn_similarity: similarity.get(&c.widths).copied(),
+                        heldout_accuracy: accuracy,
+                        seconds: started.elapsed().as_secs_f64(),
+                    };
+                    log.lock().expect("no writer panicked").append(&record)?;
+                    observe(&record, false);
+                    Ok((record, false))
+                })
+                .collect()
+        });
+        for (c, result) in chosen.into_iter().zip(results) {
+            let (record, from_log) = result?;
+            reused += usize::from(from_log);
+            seen.insert(c.widths.clone());
+            done.push((c.clone(), record));
+        }
+        round += 1;
+    }
+    let records: Vec<Record> = done.into_iter().map(|(_, r)| r).collect();
+    let winner = (0..records.len())
+        .min_by(|&a, &b| {
+            let (ra, rb) = (&records[a], &records[b]);
+            rb.heldout_accuracy
+                .total_cmp(&ra.heldout_accuracy)
+                .then(ra.macs.cmp(&rb.macs))
+                .then(a.cmp(&b))
+        })
+        .unwrap_or(0);
+    Ok(Outcome { records, winner, reused })
+}
