@@ -103,6 +103,7 @@ pub struct Checked {
 /// the space and whether the targets are reachable.
 pub fn check(path: &Path) -> Result<Checked, PipelineError> {
     let space = SearchSpace::load(path)?;
+    space.check_files()?;
     let model = spec::load(&space.resolve(&space.model.spec))?;
     let network = model.network;
     let deps = Dependencies::analyse(&network);

@@ -409,36 +409,14 @@ impl SearchSpace {
         self.space.rates.levels()
     }
 
-    /// Checks that need no network: ranges, counts, paths, patterns.
+    /// Checks that need no network and no file: ranges, counts, patterns.
     fn check(&self) -> Result<(), SpecError> {
-        let spec = self.resolve(&self.model.spec);
-        if !spec.is_file() {
-            return Err(self.error("model.spec", format!("no model spec at {}", spec.display())));
-        }
-        if let Some(w) = &self.model.weights {
-            let w = self.resolve(w);
-            if !w.is_file() {
-                return Err(self.error("model.weights", format!("no weights file at {}", w.display())));
-            }
-        }
         match self.data.dataset.split_once(':') {
-            None => {
-                return Err(self.error(
-                    "data.dataset",
-                    "expected KIND:PATH, e.g. \"fashion-mnist:data/fashion-mnist-subset\"",
-                ));
+            None => return Err(self.error("data.dataset", "expected KIND:PATH, e.g. \"fashion-mnist:data/fashion-mnist-subset\"")),
+            Some((kind, _)) if !crate::data::KINDS.contains(&kind) => {
+                return Err(self.error("data.dataset", format!("unknown kind `{kind}`; valid: {}", crate::data::KINDS.join(", "))));
             }
-            Some((kind, path)) => {
-                if !crate::data::KINDS.contains(&kind) {
-                    return Err(self.error(
-                        "data.dataset",
-                        format!("unknown kind `{kind}`; valid: {}", crate::data::KINDS.join(", ")),
-                    ));
-                }
-                if kind != "synthetic" && !self.resolve(path).exists() {
-                    return Err(self.error("data.dataset", format!("{} does not exist", self.resolve(path).display())));
-                }
-            }
+            _ => {}
         }
         for (key, value) in [
             ("data.batch_size", self.data.batch_size),
@@ -544,6 +522,27 @@ impl SearchSpace {
         }
         if !(c.tolerance > 0.0 && c.tolerance < 1.0) {
             return Err(self.error("constraints.tolerance", "must be in (0, 1)"));
+        }
+        Ok(())
+    }
+
+    /// Checks that the files the space names exist: the model spec, the weights, the data.
+    pub fn check_files(&self) -> Result<(), SpecError> {
+        let spec = self.resolve(&self.model.spec);
+        if !spec.is_file() {
+            return Err(self.error("model.spec", format!("no model spec at {}", spec.display())));
+        }
+        if let Some(w) = &self.model.weights {
+            let w = self.resolve(w);
+            if !w.is_file() {
+                return Err(self.error("model.weights", format!("no weights file at {}", w.display())));
+            }
+        }
+        if let Some((kind, path)) = self.data.dataset.split_once(':')
+            && kind != "synthetic"
+            && !self.resolve(path).exists()
+        {
+            return Err(self.error("data.dataset", format!("{} does not exist", self.resolve(path).display())));
         }
         Ok(())
     }

@@ -1,0 +1,229 @@
+//! Search-space files: every malformed file is refused before any work, with the file, the
+//! line and the key; the example files under search_spaces/ are well formed.
+
+use sacp::deps::Dependencies;
+use sacp::pipeline;
+use sacp::search::candidates::{Layout, Target, check_space};
+use sacp::search::clusters::rate_groups;
+use sacp::search::space::SearchSpace;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A valid quickstart-like space; `edit` replaces one line (found by its prefix) or adds text.
+fn space_text() -> String {
+    format!(
+        r#"[model]
+spec = "{root}/models/vgg8_fashion_mnist.toml"
+
+[data]
+dataset = "fashion-mnist:{root}/data/fashion-mnist-subset"
+heldout = 1000
+
+[space]
+clustering = "per_stage"
+rates = [0.0, 0.25, 0.5, 0.75]
+max_combinations = 1024
+
+[constraints]
+macs_reduction = 0.5
+tolerance = 0.05
+
+[search]
+budget = 8
+gcn_top_m = 4
+
+[output]
+folder = "out"
+"#,
+        root = root().display()
+    )
+}
+
+fn replace(text: &str, prefix: &str, line: &str) -> String {
+    assert!(text.lines().any(|l| l.starts_with(prefix)), "no line starts with {prefix}");
+    text.lines()
+        .map(|l| if l.starts_with(prefix) { line.to_string() } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).expect("needle present") + 1
+}
+
+/// Writes `text` to a temporary file, checks it, returns the error message.
+fn error_of(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("space.toml");
+    std::fs::write(&path, text).unwrap();
+    let error = match pipeline::check(&path) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.starts_with(&path.display().to_string()), "the file is not named: {error}");
+    error
+}
+
+fn assert_error(text: &str, needle: &str, key: &str, fragment: &str) {
+    let error = error_of(text);
+    let line = line_of(text, needle);
+    assert!(error.contains(&format!("space.toml:{line}:")), "expected line {line}: {error}");
+    assert!(error.contains(key), "expected key {key}: {error}");
+    assert!(error.contains(fragment), "expected `{fragment}`: {error}");
+}
+
+#[test]
+fn the_valid_space_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("space.toml");
+    std::fs::write(&path, space_text()).unwrap();
+    let checked = pipeline::check(&path).unwrap();
+    assert_eq!(checked.rate_groups.len(), 4);
+    assert!(!checked.grid.is_empty());
+    assert!(checked.grid.iter().all(|c| (c.macs_reduction - 0.5).abs() <= 0.05));
+}
+
+#[test]
+fn unknown_key() {
+    let text = replace(&space_text(), "budget", "budgett = 8");
+    assert_error(&text, "budgett", "budgett", "unknown field");
+}
+
+#[test]
+fn wrong_type() {
+    let text = replace(&space_text(), "budget", "budget = \"many\"");
+    assert_error(&text, "budget = ", "`search.budget`", "invalid type");
+    let text = replace(&space_text(), "rates", "rates = \"many\"");
+    assert_error(&text, "rates = ", "`space.rates`", "expected a list of rates");
+    let text = replace(&space_text(), "clustering", "clustering = \"per_galaxy\"");
+    assert_error(&text, "clustering", "`space.clustering`", "per_stage");
+}
+
+#[test]
+fn rates_outside_the_unit_interval() {
+    let text = replace(&space_text(), "rates", "rates = [0.0, 0.5, 1.0]");
+    assert_error(&text, "rates = ", "`space.rates.2`", "outside [0, 1)");
+    let text = replace(&space_text(), "rates", "rates = [-0.1, 0.5]");
+    assert_error(&text, "rates = ", "`space.rates.0`", "outside [0, 1)");
+    let text = replace(&space_text(), "rates", "rates = { min = 0.0, max = 1.5, step = 0.5 }");
+    assert_error(&text, "rates = ", "`space.rates.max`", "outside [0, 1)");
+    let text = replace(&space_text(), "rates", "rates = { min = 0.0, max = 0.5, step = 0.0 }");
+    assert_error(&text, "rates = ", "`space.rates.step`", "positive");
+}
+
+#[test]
+fn a_space_larger_than_max_combinations() {
+    // per_layer: 7 rate groups × 4 levels = 16384 combinations.
+    let text = replace(&space_text(), "clustering", "clustering = \"per_layer\"");
+    assert_error(&text, "max_combinations", "`space.max_combinations`", "16384 combinations");
+}
+
+#[test]
+fn an_unreachable_target() {
+    let text = replace(&space_text(), "rates", "rates = [0.0, 0.1, 0.2]");
+    assert_error(&text, "macs_reduction", "`constraints.macs_reduction`", "no combination of the space removes 50.0%");
+    let text = replace(&space_text(), "macs_reduction", "params_reduction = 0.99");
+    assert_error(&text, "params_reduction", "`constraints.params_reduction`", "removes 99.0% ± 5.0% of the parameters");
+    let text = replace(&space_text(), "macs_reduction", "macs_reduction = 1.5");
+    assert_error(&text, "macs_reduction", "`constraints.macs_reduction`", "outside [0, 1)");
+}
+
+#[test]
+fn constraints_and_counts() {
+    let text = replace(&space_text(), "macs_reduction", "");
+    assert_error(&text, "[constraints]", "`constraints`", "macs_reduction");
+    let text = replace(&space_text(), "tolerance", "tolerance = 0.0");
+    assert_error(&text, "tolerance", "`constraints.tolerance`", "(0, 1)");
+    let text = replace(&space_text(), "gcn_top_m", "gcn_top_m = 0");
+    assert_error(&text, "gcn_top_m", "`search.gcn_top_m`", "at least 1");
+}
+
+#[test]
+fn files_that_do_not_exist() {
+    let text = replace(&space_text(), "spec", "spec = \"no/such/model.toml\"");
+    assert_error(&text, "spec = ", "`model.spec`", "no model spec");
+    let text = replace(&space_text(), "spec", "spec = \"no/such/model.toml\"\nweights = \"w.safetensors\"");
+    assert_error(&text, "spec = ", "`model.spec`", "no model spec");
+    let text = replace(&space_text(), "dataset", "dataset = \"fashion-mnist:no/such/folder\"");
+    assert_error(&text, "dataset", "`data.dataset`", "does not exist");
+    let text = replace(&space_text(), "dataset", "dataset = \"imagenette:x\"");
+    assert_error(&text, "dataset", "`data.dataset`", "unknown kind");
+}
+
+/// The space with its `[space]` section replaced by explicit clusters listing `layers`.
+fn explicit_space(clusters: &[(&str, &str)]) -> String {
+    let mut section = "[space]\nclustering = \"explicit\"\nrates = [0.0, 0.25, 0.5, 0.75]\n".to_string();
+    for (name, layers) in clusters {
+        section += &format!("[[space.clusters]]\nname = \"{name}\"\nlayers = {layers}\n");
+    }
+    let text = space_text();
+    let start = text.find("[space]").unwrap();
+    let end = text.find("[constraints]").unwrap();
+    format!("{}{section}\n{}", &text[..start], &text[end..])
+}
+
+#[test]
+fn explicit_clusters() {
+    let ok = explicit_space(&[("early", r#"["features.conv[12]"]"#), ("late", r#"["features.conv[3-6]", "classifier.*"]"#)]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("space.toml"), &ok).unwrap();
+    let checked = pipeline::check(&dir.path().join("space.toml")).unwrap();
+    assert_eq!(checked.rate_groups.len(), 2);
+    assert_eq!(checked.rate_groups[1].groups.len(), 5);
+    let text = explicit_space(&[("early", r#"["features.conv1", "features.conv9*"]"#)]);
+    assert_error(&text, "features.conv9*", "`space.clusters.0.layers.1`", "matches no prunable group");
+    let text = explicit_space(&[("early", r#"["features.conv1"]"#), ("again", r#"["features.conv[12]"]"#)]);
+    assert_error(&text, "features.conv[12]", "`space.clusters.1.layers.0`", "already in cluster `early`");
+    let text = explicit_space(&[("bad", r#"["features.conv[1"]"#)]);
+    assert_error(&text, "features.conv[1", "`space.clusters.0.layers.0`", "");
+    let without = replace(&space_text(), "clustering", "clustering = \"explicit\"");
+    assert_error(&without, "clustering", "`space.clustering`", "[[space.clusters]]");
+}
+
+#[test]
+fn the_cli_refuses_a_bad_space_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = replace(&space_text(), "rates", "rates = [0.0, 1.2]").replace("folder = \"out\"", "folder = \"results\"");
+    let path = dir.path().join("space.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sacp"))
+        .args(["search", path.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("space.toml:{}: `space.rates.1`", line_of(&text, "rates = "))), "{stderr}");
+    assert!(!dir.path().join("results").exists(), "work started: the output folder exists");
+}
+
+/// The example files parse, their rate groups resolve on their networks, their spaces are
+/// within bounds and their targets reachable (data and weights are not needed for that).
+#[test]
+fn the_example_spaces_are_well_formed() {
+    let folder = root().join("search_spaces");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let space = SearchSpace::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let spec = sacp::spec::load(&space.resolve(&space.model.spec)).unwrap();
+        let deps = Dependencies::analyse(&spec.network);
+        let groups = rate_groups(&space, &spec.network, &deps).unwrap_or_else(|e| panic!("{e}"));
+        let layout = Layout::new(&spec.network, &deps, groups, space.levels());
+        let target = Target {
+            macs: space.constraints.macs_reduction,
+            params: space.constraints.params_reduction,
+            tolerance: space.constraints.tolerance,
+        };
+        let grid = check_space(&space, &layout, &target).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!grid.is_empty(), "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 5, "only {seen} example spaces");
+    assert!(Path::new(&folder.join("quickstart.toml")).is_file());
+}
