@@ -124,9 +124,19 @@ fn a_space_larger_than_max_combinations() {
 #[test]
 fn an_unreachable_target() {
     let text = replace(&space_text(), "rates", "rates = [0.0, 0.1, 0.2]");
-    assert_error(&text, "macs_reduction", "`constraints.macs_reduction`", "no combination of the space removes 50.0%");
+    assert_error(
+        &text,
+        "macs_reduction",
+        "`constraints.macs_reduction`",
+        "no combination of the space removes 50.0%",
+    );
     let text = replace(&space_text(), "macs_reduction", "params_reduction = 0.99");
-    assert_error(&text, "params_reduction", "`constraints.params_reduction`", "removes 99.0% ± 5.0% of the parameters");
+    assert_error(
+        &text,
+        "params_reduction",
+        "`constraints.params_reduction`",
+        "removes 99.0% ± 5.0% of the parameters",
+    );
     let text = replace(&space_text(), "macs_reduction", "macs_reduction = 1.5");
     assert_error(&text, "macs_reduction", "`constraints.macs_reduction`", "outside [0, 1)");
 }
@@ -167,7 +177,10 @@ fn explicit_space(clusters: &[(&str, &str)]) -> String {
 
 #[test]
 fn explicit_clusters() {
-    let ok = explicit_space(&[("early", r#"["features.conv[12]"]"#), ("late", r#"["features.conv[3-6]", "classifier.*"]"#)]);
+    let ok = explicit_space(&[
+        ("early", r#"["features.conv[12]"]"#),
+        ("late", r#"["features.conv[3-6]", "classifier.*"]"#),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("space.toml"), &ok).unwrap();
     let checked = pipeline::check(&dir.path().join("space.toml")).unwrap();
@@ -176,7 +189,12 @@ fn explicit_clusters() {
     let text = explicit_space(&[("early", r#"["features.conv1", "features.conv9*"]"#)]);
     assert_error(&text, "features.conv9*", "`space.clusters.0.layers.1`", "matches no prunable group");
     let text = explicit_space(&[("early", r#"["features.conv1"]"#), ("again", r#"["features.conv[12]"]"#)]);
-    assert_error(&text, "features.conv[12]", "`space.clusters.1.layers.0`", "already in cluster `early`");
+    assert_error(
+        &text,
+        "features.conv[12]",
+        "`space.clusters.1.layers.0`",
+        "already in cluster `early`",
+    );
     let text = explicit_space(&[("bad", r#"["features.conv[1"]"#)]);
     assert_error(&text, "features.conv[1", "`space.clusters.0.layers.0`", "");
     let without = replace(&space_text(), "clustering", "clustering = \"explicit\"");
@@ -195,7 +213,10 @@ fn the_cli_refuses_a_bad_space_before_any_work() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("space.toml:{}: `space.rates.1`", line_of(&text, "rates = "))), "{stderr}");
+    assert!(
+        stderr.contains(&format!("space.toml:{}: `space.rates.1`", line_of(&text, "rates = "))),
+        "{stderr}"
+    );
     assert!(!dir.path().join("results").exists(), "work started: the output folder exists");
 }
 

@@ -412,9 +412,17 @@ impl SearchSpace {
     /// Checks that need no network and no file: ranges, counts, patterns.
     fn check(&self) -> Result<(), SpecError> {
         match self.data.dataset.split_once(':') {
-            None => return Err(self.error("data.dataset", "expected KIND:PATH, e.g. \"fashion-mnist:data/fashion-mnist-subset\"")),
+            None => {
+                return Err(self.error(
+                    "data.dataset",
+                    "expected KIND:PATH, e.g. \"fashion-mnist:data/fashion-mnist-subset\"",
+                ));
+            }
             Some((kind, _)) if !crate::data::KINDS.contains(&kind) => {
-                return Err(self.error("data.dataset", format!("unknown kind `{kind}`; valid: {}", crate::data::KINDS.join(", "))));
+                return Err(self.error(
+                    "data.dataset",
+                    format!("unknown kind `{kind}`; valid: {}", crate::data::KINDS.join(", ")),
+                ));
             }
             _ => {}
         }

@@ -1,0 +1,308 @@
+//! Search runs: the strategies on a cheap stand-in evaluator, then real runs on the
+//! embedded Fashion-MNIST subset: 1 vs 2 threads give the same result, and a search killed
+//! with SIGKILL and resumed gives the straight run's winner without evaluating a logged
+//! candidate twice.
+
+use sacp::deps::Dependencies;
+use sacp::search::candidates::{Candidate, Layout, Target};
+use sacp::search::clusters::RateGroup;
+use sacp::search::log::{Header, Log, Record};
+use sacp::search::space::{Ranking, SearchSection, Strategy};
+use sacp::search::{self, Space};
+use sacp::{data, train, weights};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+// ---------- the search driver on a stand-in evaluator (milliseconds) ----------
+
+fn vgg8() -> sacp::ir::Network {
+    sacp::spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/vgg8_fashion_mnist.toml"))
+        .unwrap()
+        .network
+}
+
+/// A smooth made-up accuracy: pruning late layers hurts less than early ones.
+fn fake_accuracy(c: &Candidate) -> f64 {
+    let weights = [3.0, 2.0, 1.0, 0.5];
+    1.0 - c.rates.iter().zip(weights).map(|(r, w)| w * r * r).sum::<f64>() / 10.0
+}
+
+fn run_fake(strategy: Strategy, ranking: Ranking, budget: usize, threads: usize, dir: &Path) -> search::Outcome {
+    let net = vgg8();
+    let deps = Dependencies::analyse(&net);
+    let prunable: Vec<usize> = deps.groups.iter().filter(|g| g.prunable()).map(|g| g.id).collect();
+    let rate_groups: Vec<RateGroup> = [&prunable[0..2], &prunable[2..4], &prunable[4..6], &prunable[6..7]]
+        .iter()
+        .enumerate()
+        .map(|(i, g)| RateGroup {
+            name: format!("g{i}"),
+            groups: g.to_vec(),
+        })
+        .collect();
+    let layout = Layout::new(&net, &deps, rate_groups, vec![0.0, 0.25, 0.5, 0.75]);
+    let target = Target {
+        macs: Some(0.5),
+        params: None,
+        tolerance: 0.05,
+    };
+    let grid = layout.feasible_grid(&target);
+    let settings = SearchSection {
+        strategy,
+        budget,
+        gcn_top_m: 4,
+        pool: 32,
+        ranking,
+        threads,
+        seed: 3,
+        ..SearchSection::default()
+    };
+    let path = dir.join(format!("{strategy:?}-{ranking:?}-{threads}.jsonl"));
+    let (log, logged) = Log::open(&path, &Header::new("test".into(), vec![]), false).unwrap();
+    // A stand-in GCN ranking: prefers candidates that keep more of the early layers.
+    let mut rank = |cs: &[Candidate]| cs.iter().map(|c| -(c.rates[0] as f32)).collect::<Vec<f32>>();
+    let evaluate = |c: &Candidate| Ok(fake_accuracy(c));
+    let space = Space {
+        layout: &layout,
+        target,
+        grid: &grid,
+    };
+    search::run(&space, &settings, &mut rank, &evaluate, log, logged, &|_, _| {}).unwrap()
+}
+
+#[test]
+fn every_strategy_spends_its_budget_on_distinct_feasible_candidates() {
+    let dir = tempfile::tempdir().unwrap();
+    for strategy in [Strategy::Exhaustive, Strategy::Random, Strategy::Evolution, Strategy::Refine] {
+        for ranking in [Ranking::Gcn, Ranking::None] {
+            let outcome = run_fake(strategy, ranking, 20, 2, dir.path());
+            assert_eq!(outcome.records.len(), 20, "{strategy:?}");
+            let distinct: HashSet<&Vec<usize>> = outcome.records.iter().map(|r| &r.widths).collect();
+            assert_eq!(distinct.len(), 20, "{strategy:?} evaluated a candidate twice");
+            assert!(outcome.records.iter().all(|r| (r.macs_reduction - 0.5).abs() <= 0.05 + 1e-12));
+            let best = outcome.records.iter().map(|r| r.heldout_accuracy).fold(0.0, f64::max);
+            assert_eq!(outcome.records[outcome.winner].heldout_accuracy, best);
+            assert_eq!(outcome.records.iter().any(|r| r.gcn_similarity.is_some()), ranking == Ranking::Gcn);
+        }
+    }
+}
+
+#[test]
+fn refine_goes_below_the_coarse_grid_and_beats_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let refine = run_fake(Strategy::Refine, Ranking::None, 40, 2, dir.path());
+    let levels = [0.0, 0.25, 0.5, 0.75];
+    let off_grid = refine
+        .records
+        .iter()
+        .any(|r| r.rates.iter().any(|x| !levels.iter().any(|l| (l - x).abs() < 1e-9)));
+    assert!(off_grid, "refinement never left the coarse grid");
+    // The best point of the whole coarse grid, found by evaluating all of it.
+    let all = run_fake(Strategy::Exhaustive, Ranking::None, 10_000, 2, dir.path());
+    let grid_best = all.records[all.winner].heldout_accuracy;
+    assert!(refine.records[refine.winner].heldout_accuracy >= grid_best);
+}
+
+#[test]
+fn the_driver_does_not_depend_on_the_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    for strategy in [Strategy::Evolution, Strategy::Refine] {
+        let one = run_fake(strategy, Ranking::Gcn, 24, 1, dir.path());
+        let two = run_fake(strategy, Ranking::Gcn, 24, 2, dir.path());
+        let key = |o: &search::Outcome| o.records.iter().map(|r| r.widths.clone()).collect::<Vec<_>>();
+        assert_eq!(key(&one), key(&two), "{strategy:?}");
+    }
+}
+
+// ---------- real runs on the embedded Fashion-MNIST subset ----------
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// VGG-8 briefly trained on the subset, shared by the tests of this file.
+fn base_weights() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("search_run_vgg8.safetensors");
+        let net = vgg8();
+        let data = data::open(
+            &format!("fashion-mnist:{}/data/fashion-mnist-subset", root().display()),
+            [1, 28, 28],
+        )
+        .unwrap();
+        let config = train::TrainConfig {
+            epochs: 1,
+            batch_size: 64,
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+            schedule: train::Schedule::Cosine,
+            label_smoothing: 0.0,
+            seed: 0,
+            heldout: 1000,
+            max_steps_per_epoch: Some(40),
+        };
+        let device = burn::tensor::Device::flex();
+        let initial = weights::initialise(&net, 0);
+        let summary = train::train(&net, &initial, &data, &config, None, &device, None, &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        weights::save(&summary.weights, &path).unwrap();
+        path
+    })
+}
+
+fn write_space(dir: &Path, budget: usize) -> PathBuf {
+    let text = format!(
+        r#"[model]
+spec = "{root}/models/vgg8_fashion_mnist.toml"
+weights = "{weights}"
+
+[data]
+dataset = "fashion-mnist:{root}/data/fashion-mnist-subset"
+heldout = 1000
+
+[space]
+clustering = "per_stage"
+rates = [0.0, 0.25, 0.5, 0.75]
+
+[constraints]
+macs_reduction = 0.5
+tolerance = 0.05
+
+[search]
+strategy = "refine"
+budget = {budget}
+gcn_top_m = 4
+gcn_steps = 40
+importance = "gcn"
+
+[evaluate]
+backend = "cpu"
+recalibration_batches = 6
+heldout_batches = 6
+
+[finetune]
+epochs = 1
+max_steps = 4
+
+[output]
+folder = "out"
+"#,
+        root = root().display(),
+        weights = base_weights().display()
+    );
+    let path = dir.join("space.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn records(log: &Path) -> Vec<Record> {
+    let text = std::fs::read_to_string(log).unwrap();
+    text.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn one_and_two_threads_find_the_same_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = write_space(dir.path(), 8);
+    let mut outcomes = Vec::new();
+    for threads in [1, 2] {
+        let out = dir.path().join(format!("threads-{threads}"));
+        let options = sacp::pipeline::Options {
+            out: Some(out.clone()),
+            threads: Some(threads),
+            quiet: true,
+            ..Default::default()
+        };
+        let report = sacp::pipeline::run(&space, &options).unwrap();
+        let mut logged: Vec<(Vec<usize>, f64)> = records(&out.join("candidates.jsonl"))
+            .into_iter()
+            .map(|r| (r.widths, r.heldout_accuracy))
+            .collect();
+        logged.sort_by(|a, b| a.0.cmp(&b.0));
+        outcomes.push((report.winner.widths.clone(), report.rates.clone(), logged));
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+}
+
+#[test]
+fn a_killed_search_resumes_to_the_same_winner_without_evaluating_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 12;
+    let space = write_space(dir.path(), budget);
+    let sacp = env!("CARGO_BIN_EXE_sacp");
+    let run = |out: &Path, resume: bool| {
+        let mut cmd = std::process::Command::new(sacp);
+        cmd.args([
+            "search",
+            space.to_str().unwrap(),
+            "--quiet",
+            "--threads",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd
+    };
+    let straight = dir.path().join("straight");
+    assert!(run(&straight, false).status().unwrap().success());
+
+    let killed = dir.path().join("killed");
+    let log = killed.join("candidates.jsonl");
+    let mut child = run(&killed, false).spawn().unwrap();
+    let logged_before_kill = loop {
+        let n = std::fs::read_to_string(&log)
+            .map(|t| t.lines().count().saturating_sub(1))
+            .unwrap_or(0);
+        if n >= 3 {
+            break n;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the search ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = records(&log);
+    assert!(
+        before.len() >= logged_before_kill && before.len() < budget,
+        "killed mid-way: {} logged",
+        before.len()
+    );
+    assert!(!killed.join("report.json").exists());
+
+    // Without --resume the folder is refused; with it the search completes.
+    let refused = run(&killed, false).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+    assert!(run(&killed, true).status().unwrap().success());
+
+    let after = records(&log);
+    assert_eq!(after.len(), budget);
+    assert_eq!(after[..before.len()], before[..], "logged records were rewritten");
+    let distinct: HashSet<&Vec<usize>> = after.iter().map(|r| &r.widths).collect();
+    assert_eq!(distinct.len(), budget, "a candidate was evaluated twice");
+    let (a, b) = (report(&straight), report(&killed));
+    assert_eq!(a["winner"]["widths"], b["winner"]["widths"]);
+    assert_eq!(a["rates"], b["rates"]);
+    assert_eq!(b["candidates_reused"].as_u64().unwrap() as usize, before.len());
+    assert_eq!(b["candidates_evaluated"].as_u64().unwrap() as usize, budget);
+    let mut straight_set: Vec<(Vec<usize>, f64)> = records(&straight.join("candidates.jsonl"))
+        .into_iter()
+        .map(|r| (r.widths, r.heldout_accuracy))
+        .collect();
+    let mut resumed_set: Vec<(Vec<usize>, f64)> = after.into_iter().map(|r| (r.widths, r.heldout_accuracy)).collect();
+    straight_set.sort_by(|x, y| x.0.cmp(&y.0));
+    resumed_set.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(straight_set, resumed_set);
+}
