@@ -112,8 +112,20 @@ fn throughput() -> anyhow::Result<()> {
         tolerance: 0.05,
     };
     for (name, spec_file, data_name, input, budget) in [
-        ("VGG-8 28x28", "models/vgg8_fashion_mnist.toml", format!("fashion-mnist:{}/data/fashion-mnist-subset", root.display()), [1, 28, 28], 8),
-        ("ResNet-56 32x32", "models/resnet56_cifar10.toml", "synthetic:2000".to_string(), [3, 32, 32], 4),
+        (
+            "VGG-8 28x28",
+            "models/vgg8_fashion_mnist.toml",
+            format!("fashion-mnist:{}/data/fashion-mnist-subset", root.display()),
+            [1, 28, 28],
+            8,
+        ),
+        (
+            "ResNet-56 32x32",
+            "models/resnet56_cifar10.toml",
+            "synthetic:2000".to_string(),
+            [3, 32, 32],
+            4,
+        ),
     ] {
         let net = spec::load(&root.join(spec_file))?.network;
         let w = weights::initialise(&net, 0);
@@ -131,7 +143,10 @@ fn throughput() -> anyhow::Result<()> {
         for threads in [1, 2] {
             let (records, seconds) = evaluate_all(&bench, &scores, threads, budget, target);
             let per_minute = 60.0 * records.len() as f64 / seconds;
-            println!("{name}: {threads} thread(s): {} candidates in {seconds:.1} s = {per_minute:.1} candidates/min", records.len());
+            println!(
+                "{name}: {threads} thread(s): {} candidates in {seconds:.1} s = {per_minute:.1} candidates/min",
+                records.len()
+            );
             rates.push(per_minute);
         }
         println!("{name}: speed-up 2 vs 1 thread = {:.2}x", rates[1] / rates[0]);
@@ -164,9 +179,16 @@ fn ranking() -> anyhow::Result<()> {
     let base = if cache.is_file() {
         weights::load(&cache)?
     } else {
-        let trained = train::train(&net, &weights::initialise(&net, 0), &set, &TrainConfig::default(), None, &device, None, &mut |_| {
-            ControlFlow::Continue(())
-        })?;
+        let trained = train::train(
+            &net,
+            &weights::initialise(&net, 0),
+            &set,
+            &TrainConfig::default(),
+            None,
+            &device,
+            None,
+            &mut |_| ControlFlow::Continue(()),
+        )?;
         std::fs::create_dir_all(cache.parent().expect("a folder"))?;
         weights::save(&trained.weights, &cache)?;
         trained.weights
@@ -201,7 +223,10 @@ fn ranking() -> anyhow::Result<()> {
     };
     let (records, seconds) = evaluate_all(&bench, &scores, 2, usize::MAX, target);
     let accuracy: Vec<f64> = records.iter().map(|r| r.heldout_accuracy).collect();
-    let masks: Vec<Vec<f32>> = records.iter().map(|r| mask_of(&deps, &keep_widths(&deps, &scores, &r.widths))).collect();
+    let masks: Vec<Vec<f32>> = records
+        .iter()
+        .map(|r| mask_of(&deps, &keep_widths(&deps, &scores, &r.widths)))
+        .collect();
     let similarity: Vec<f64> = encoder.similarity(&masks).into_iter().map(f64::from).collect();
     let n = records.len();
     let best = accuracy.iter().copied().fold(0.0, f64::max);
@@ -210,7 +235,10 @@ fn ranking() -> anyhow::Result<()> {
         100.0 * best,
         100.0 * accuracy.iter().sum::<f64>() / n as f64
     );
-    println!("Spearman(GCN similarity, held-out accuracy) = {:.3}", spearman(&similarity, &accuracy));
+    println!(
+        "Spearman(GCN similarity, held-out accuracy) = {:.3}",
+        spearman(&similarity, &accuracy)
+    );
     let mut by_similarity: Vec<usize> = (0..n).collect();
     by_similarity.sort_by(|&a, &b| similarity[b].total_cmp(&similarity[a]));
     let mut rng = StdRng::seed_from_u64(0);

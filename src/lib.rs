@@ -13,6 +13,7 @@ pub mod importance;
 pub mod inspect;
 pub mod ir;
 pub mod models;
+pub mod onnx;
 pub mod pipeline;
 pub mod prune;
 pub mod search;

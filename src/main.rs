@@ -101,6 +101,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a network with its weights as ONNX (opset 13, weights as initializers, batch
+    /// dimension `N`) or as a safetensors file.
+    Export {
+        /// Model spec (TOML).
+        model: PathBuf,
+        /// Weights (safetensors); defaults to the spec's `weights`.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// onnx or safetensors.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Onnx)]
+        format: ExportFormat,
+        /// Output file (written atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Time forward passes of a network on a backend.
     Bench {
         /// Model spec (TOML).
@@ -118,6 +133,15 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         iters: usize,
     },
+}
+
+/// File formats of `sacp export`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// ONNX model with the weights inside.
+    Onnx,
+    /// The weights alone, PyTorch names and layout.
+    Safetensors,
 }
 
 fn main() -> Result<()> {
@@ -143,6 +167,23 @@ fn main() -> Result<()> {
             iters,
         } => bench(&model, weights, backend, batch, iters),
         Command::Prune(args) => commands::prune(args),
+        Command::Export {
+            model,
+            weights,
+            format,
+            out,
+        } => {
+            let spec = spec::load(&model)?;
+            let w = load_weights(&spec, weights)?
+                .ok_or_else(|| anyhow::anyhow!("{}: no weights (give --weights or `weights` in the spec)", model.display()))?;
+            match format {
+                ExportFormat::Onnx => weights::write_atomic(&out, &sacp::onnx::to_bytes(&spec.network, &w))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?,
+                ExportFormat::Safetensors => weights::save(&w, &out)?,
+            }
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
         Command::Search {
             space,
             resume,

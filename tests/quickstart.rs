@@ -62,4 +62,34 @@ fn the_quickstart_runs_end_to_end() {
     );
     assert!((test - report["pruned"]["test_accuracy"].as_f64().unwrap()).abs() < 1e-9);
     assert!(test >= base_accuracy - MARGIN, "pruned {test} vs base {base_accuracy}");
+
+    // pruned.onnx is the same network: ONNX Runtime gives the same logits on test images.
+    let batch = data
+        .batcher()
+        .batch(&data.test_split(), &(0..8).collect::<Vec<_>>(), None, &device)
+        .unwrap();
+    let input: Vec<f32> = batch.images.clone().into_data().try_to_vec::<f32>().unwrap();
+    std::fs::write(
+        out.path().join("x.bin"),
+        input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let run = std::process::Command::new("python3")
+        .arg(root.join("tests/support/onnx_run.py"))
+        .arg(out.path().join("pruned.onnx"))
+        .arg(out.path().join("x.bin"))
+        .args(["8", "1", "28", "28"])
+        .arg(out.path().join("y.bin"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let theirs: Vec<f32> = std::fs::read(out.path().join("y.bin"))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let ours = sacp::exec::to_vec(exec.forward(batch.images));
+    let diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert_eq!(ours.len(), theirs.len());
+    assert!(diff <= 1e-4, "pruned.onnx differs by {diff}");
 }

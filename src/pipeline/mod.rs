@@ -1,7 +1,8 @@
 //! `sacp search`: the whole job of a search-space file. Check the space (before any work) →
 //! train the base network if no weights are given → score channels → search the rate
 //! combinations (GCN-ranked, evaluated in parallel, logged) → recalibrate and fine-tune the
-//! winner → export `pruned.safetensors`, `pruned.toml`, `report.json` beside the log.
+//! winner → export `pruned.safetensors`, `pruned.toml`, `pruned.onnx`, `report.json` beside
+//! the log.
 
 mod evaluate;
 mod report;
@@ -437,6 +438,8 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
     let base_side = side(&net, &base_weights)?;
     let pruned_side = side(&pruned_net, &final_weights)?;
     weights::save(&final_weights, &out.join("pruned.safetensors"))?;
+    let pruned_onnx = out.join("pruned.onnx");
+    weights::write_atomic(&pruned_onnx, &crate::onnx::to_bytes(&pruned_net, &final_weights)).map_err(io_error(&pruned_onnx))?;
     let pruned_toml = out.join("pruned.toml");
     weights::write_atomic(
         &pruned_toml,
