@@ -98,3 +98,40 @@ fn every_zoo_model_and_pruned_ones_match_onnx_runtime() {
         assert!(diff <= 1e-4, "{tag} pruned: {diff}");
     }
 }
+
+#[test]
+fn sacp_export_writes_onnx_and_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let sacp = env!("CARGO_BIN_EXE_sacp");
+    let model = root().join("models/resnet20_cifar10.toml");
+    let w = dir.path().join("w.safetensors");
+    let ok = |args: &[&std::ffi::OsStr]| assert!(Command::new(sacp).args(args).status().unwrap().success(), "{args:?}");
+    ok(&["init".as_ref(), model.as_os_str(), "--out".as_ref(), w.as_os_str()]);
+    let onnx = dir.path().join("m.onnx");
+    ok(&[
+        "export".as_ref(),
+        model.as_os_str(),
+        "--weights".as_ref(),
+        w.as_os_str(),
+        "--out".as_ref(),
+        onnx.as_os_str(),
+    ]);
+    let copy = dir.path().join("copy.safetensors");
+    let args = [
+        "export".as_ref(),
+        model.as_os_str(),
+        "--weights".as_ref(),
+        w.as_os_str(),
+        "--format".as_ref(),
+        "safetensors".as_ref(),
+        "--out".as_ref(),
+        copy.as_os_str(),
+    ];
+    ok(&args);
+    assert_eq!(weights::load(&copy).unwrap().tensors, weights::load(&w).unwrap().tensors);
+    let net = sacp::spec::load(&model).unwrap().network;
+    assert_eq!(
+        std::fs::read(&onnx).unwrap(),
+        sacp::onnx::to_bytes(&net, &weights::load(&w).unwrap())
+    );
+}
