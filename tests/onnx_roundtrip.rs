@@ -5,15 +5,13 @@
 use burn::tensor::{Device, Distribution, Tensor};
 use sacp::deps::Dependencies;
 use sacp::exec::{Executable, NormMode, to_vec};
-use sacp::importance::{Allocation, Method};
 use sacp::ir::Network;
 use sacp::weights::{self, Weights};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::root;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod support;
 
 /// Seeded weights whose BatchNorm statistics come from a random batch (so deep nets stay
 /// O(1)); the batch is large enough that no channel's variance is near zero.
@@ -31,31 +29,12 @@ fn calibrated(net: &Network, device: &Device) -> Weights {
 fn compare(net: &Network, w: &Weights, x: &Tensor<4>, device: &Device, dir: &Path, tag: &str) -> f32 {
     let model = dir.join(format!("{tag}.onnx"));
     std::fs::write(&model, sacp::onnx::to_bytes(net, w)).unwrap();
-    let [n, c, h, wd] = x.dims();
     let input: Vec<f32> = x.clone().into_data().try_to_vec::<f32>().unwrap();
-    let input_path = dir.join(format!("{tag}.in"));
-    std::fs::write(&input_path, input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-    let output_path = dir.join(format!("{tag}.out"));
-    let status = Command::new("python3")
-        .arg(root().join("tests/support/onnx_run.py"))
-        .arg(&model)
-        .arg(&input_path)
-        .args([n, c, h, wd].map(|d| d.to_string()))
-        .arg(&output_path)
-        .output()
-        .expect("python3 runs (.ci/run installs onnxruntime and onnx)");
-    assert!(status.status.success(), "{tag}: {}", String::from_utf8_lossy(&status.stderr));
-    let theirs: Vec<f32> = std::fs::read(&output_path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let theirs = support::onnx_runtime(&model, &input, x.dims());
     let ours = to_vec(Executable::new(net, w, device).forward(x.clone()));
-    assert_eq!(ours.len(), theirs.len(), "{tag}: output sizes");
     let scale = ours.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(scale > 1e-3, "{tag}: a vanishing output compares nothing");
-    println!("{tag}: largest output {scale:.2}");
-    ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    support::max_diff(&ours, &theirs)
 }
 
 #[test]
@@ -78,20 +57,7 @@ fn every_zoo_model_and_pruned_ones_match_onnx_runtime() {
         assert!(diff <= 1e-4, "{tag}: {diff}");
 
         // The same network pruned to half its MACs (l1, uniform).
-        let request = sacp::prune::Request {
-            net: &net,
-            weights: &w,
-            method: Method::L1,
-            target: 0.5,
-            allocation: Allocation::Uniform,
-            max_ratio: 0.9,
-            seed: 0,
-            device: &device,
-            probe: None,
-            gcn: Default::default(),
-            gcn_cache: None,
-        };
-        let pruned = sacp::prune::one_shot(&request).unwrap();
+        let pruned = support::half_macs_l1(&net, &w, &device);
         assert!(Dependencies::analyse(&pruned.network).groups.len() > 1);
         let diff = compare(&pruned.network, &pruned.weights, &x, &device, dir.path(), &format!("{tag}-pruned"));
         println!("{tag} pruned: max abs difference {diff:.2e}");

@@ -6,6 +6,8 @@ use sacp::exec::Executable;
 use sacp::{data, spec, train, weights};
 use std::path::PathBuf;
 
+mod support;
+
 /// How far (in accuracy points) the exported network may fall below the base network.
 const MARGIN: f64 = 0.03;
 
@@ -69,27 +71,8 @@ fn the_quickstart_runs_end_to_end() {
         .batch(&data.test_split(), &(0..8).collect::<Vec<_>>(), None, &device)
         .unwrap();
     let input: Vec<f32> = batch.images.clone().into_data().try_to_vec::<f32>().unwrap();
-    std::fs::write(
-        out.path().join("x.bin"),
-        input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
-    )
-    .unwrap();
-    let run = std::process::Command::new("python3")
-        .arg(root.join("tests/support/onnx_run.py"))
-        .arg(out.path().join("pruned.onnx"))
-        .arg(out.path().join("x.bin"))
-        .args(["8", "1", "28", "28"])
-        .arg(out.path().join("y.bin"))
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let theirs: Vec<f32> = std::fs::read(out.path().join("y.bin"))
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let theirs = support::onnx_runtime(&out.path().join("pruned.onnx"), &input, [8, 1, 28, 28]);
     let ours = sacp::exec::to_vec(exec.forward(batch.images));
-    let diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert_eq!(ours.len(), theirs.len());
+    let diff = support::max_diff(&ours, &theirs);
     assert!(diff <= 1e-4, "pruned.onnx differs by {diff}");
 }

@@ -106,6 +106,9 @@ pub struct AttributeProto {
     /// Integer value.
     #[prost(int64, tag = "3")]
     pub i: i64,
+    /// String value (bytes).
+    #[prost(bytes = "vec", tag = "4")]
+    pub s: Vec<u8>,
     /// Tensor value.
     #[prost(message, optional, tag = "5")]
     pub t: Option<TensorProto>,

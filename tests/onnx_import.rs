@@ -1,0 +1,135 @@
+//! ONNX import: sacp's own exports come back as the same network; the ONNX model zoo's
+//! MNIST-8 (shipped in PyPI's qonnx) reproduces its stored output, prunes, and its pruned
+//! export runs in ONNX Runtime; malformed files are errors, never panics.
+
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use prost::Message;
+use sacp::exec::{Executable, NormMode, to_vec};
+use sacp::onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
+use sacp::onnx::{OnnxError, from_bytes, to_bytes};
+use sacp::weights;
+use std::path::PathBuf;
+use std::process::Command;
+use support::{max_diff, root};
+
+mod support;
+
+#[test]
+fn exports_of_every_zoo_model_import_as_the_same_network() {
+    let device = Device::flex();
+    for entry in std::fs::read_dir(root().join("models")).unwrap() {
+        let path = entry.unwrap().path();
+        let net = sacp::spec::load(&path).unwrap().network;
+        let dims = net.shape(net.input()).dims();
+        let x = Tensor::<4>::random([2, dims[0], dims[1], dims[2]], Distribution::Normal(0.0, 1.0), &device);
+        let exec = Executable::new(&net, &weights::initialise(&net, 2), &device);
+        exec.forward_with(x.clone(), NormMode::Train { momentum: 1.0 });
+        let w = exec.weights();
+        let (imported, iw) = from_bytes(&to_bytes(&net, &w)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        iw.check(&imported, "imported").unwrap();
+        assert_eq!(imported.total_cost(), net.total_cost(), "{}", path.display());
+        let ours = to_vec(Executable::new(&net, &w, &device).forward(x.clone()));
+        let theirs = to_vec(Executable::new(&imported, &iw, &device).forward(x));
+        let diff = max_diff(&ours, &theirs);
+        assert!(diff <= 1e-5, "{}: {diff}", path.display());
+    }
+}
+
+fn qonnx_mnist() -> PathBuf {
+    let out = Command::new("python3")
+        .args(["-c", "import qonnx, os; print(os.path.dirname(qonnx.__file__))"])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "pip install --no-deps qonnx (.ci/run does): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("data/onnx/mnist-conv")
+}
+
+fn tensor_file(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    let t = TensorProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    let values: Vec<f32> = if t.raw_data.is_empty() {
+        t.float_data
+    } else {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    (t.dims.iter().map(|&d| d as usize).collect(), values)
+}
+
+#[test]
+fn the_model_zoo_mnist_network_imports_prunes_and_exports() {
+    let folder = qonnx_mnist();
+    let (net, w) = from_bytes(&std::fs::read(folder.join("model.onnx")).unwrap()).unwrap();
+    w.check(&net, "model.onnx").unwrap();
+    let device = Device::flex();
+    let (dims, input) = tensor_file(&folder.join("test_data_set_0/input_0.pb"));
+    let (_, expected) = tensor_file(&folder.join("test_data_set_0/output_0.pb"));
+    let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [dims[0], dims[1], dims[2], dims[3]]), &device);
+    let ours = to_vec(Executable::new(&net, &w, &device).forward(x.clone()));
+    // Its logits are in the thousands: compare relative to their scale (1 ulp ≈ 1e-7).
+    let scale = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let diff = max_diff(&ours, &expected) / scale;
+    println!(
+        "MNIST-8: {} params, {} MACs; stored output (largest {scale:.0}) reproduced to a relative {diff:.2e}",
+        net.total_cost().params,
+        net.total_cost().macs
+    );
+    assert!(diff <= 1e-6, "{diff}");
+
+    // Prune half its MACs and run the pruned export in ONNX Runtime.
+    let pruned = support::half_macs_l1(&net, &w, &device);
+    assert!(pruned.macs_reduction >= 0.5);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("pruned.onnx");
+    std::fs::write(&model, to_bytes(&pruned.network, &pruned.weights)).unwrap();
+    let theirs = support::onnx_runtime(&model, &input, [dims[0], dims[1], dims[2], dims[3]]);
+    let ours = to_vec(Executable::new(&pruned.network, &pruned.weights, &device).forward(x));
+    let scale = ours.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let diff = max_diff(&ours, &theirs) / scale;
+    println!(
+        "MNIST-8 pruned ({:.1}% of MACs removed, largest output {scale:.0}): ONNX Runtime vs sacp, relative {diff:.2e}",
+        100.0 * pruned.macs_reduction
+    );
+    assert!(diff <= 1e-6, "{diff}");
+}
+
+#[test]
+fn malformed_and_unsupported_files_are_errors() {
+    let net = sacp::spec::load(&root().join("models/resnet20_cifar10.toml")).unwrap().network;
+    let bytes = to_bytes(&net, &weights::initialise(&net, 0));
+    // Every truncation point in the first 4 KiB and a spread over the rest: errors only.
+    let cuts = (0..4096).chain((4096..bytes.len()).step_by(997));
+    for cut in cuts {
+        assert!(from_bytes(&bytes[..cut]).is_err(), "a file cut at {cut} bytes was accepted");
+    }
+    let mut noise = bytes.clone();
+    for i in (0..noise.len()).step_by(7) {
+        noise[i] = noise[i].wrapping_mul(31).wrapping_add(17);
+    }
+    let _ = from_bytes(&noise); // may or may not decode; must not panic
+    assert!(matches!(from_bytes(b"definitely not onnx"), Err(OnnxError::Decode(_))));
+
+    // Two unsupported nodes: both are listed by name and op.
+    let mut model = ModelProto::decode(bytes.as_slice()).unwrap();
+    let graph: &mut GraphProto = model.graph.as_mut().unwrap();
+    let last = graph.node.last().unwrap().output[0].clone();
+    for (name, op) in [("norm", "LRN"), ("probabilities", "Softmax")] {
+        let input = graph.node.last().unwrap().output[0].clone();
+        graph.node.push(NodeProto {
+            input: vec![input],
+            output: vec![format!("{name}_out")],
+            name: name.into(),
+            op_type: op.into(),
+            ..Default::default()
+        });
+    }
+    graph.output[0].name = "probabilities_out".into();
+    assert_ne!(last, "probabilities_out");
+    let error = from_bytes(&model.encode_to_vec()).unwrap_err().to_string();
+    assert!(error.contains("norm: LRN") && error.contains("probabilities: Softmax"), "{error}");
+}
