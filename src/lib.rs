@@ -16,6 +16,7 @@ pub mod models;
 pub mod onnx;
 pub mod pipeline;
 pub mod prune;
+pub mod report;
 pub mod search;
 pub mod spec;
 pub mod surgery;

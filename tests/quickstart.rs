@@ -75,4 +75,27 @@ fn the_quickstart_runs_end_to_end() {
     let ours = sacp::exec::to_vec(exec.forward(batch.images));
     let diff = support::max_diff(&ours, &theirs);
     assert!(diff <= 1e-4, "pruned.onnx differs by {diff}");
+
+    // report.md with its tables, and the three plots as well-formed SVG with drawn content.
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    for needle in [
+        "## Base vs pruned",
+        "| MACs |",
+        "## Winning rates",
+        "## Channels per layer",
+        "accuracy_vs_macs.svg",
+    ] {
+        assert!(md.contains(needle), "report.md lacks {needle}");
+    }
+    for plot in sacp::report::PLOTS {
+        let text = std::fs::read_to_string(out.path().join(plot)).unwrap();
+        let svg = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{plot}: {e}"));
+        assert_eq!(svg.root_element().tag_name().name(), "svg");
+        let shapes = svg
+            .descendants()
+            .filter(|n| ["circle", "rect", "polyline", "polygon", "path"].contains(&n.tag_name().name()))
+            .count();
+        assert!(shapes >= 10, "{plot}: only {shapes} shapes");
+        assert!(svg.descendants().any(|n| n.tag_name().name() == "text"), "{plot}: no labels");
+    }
 }

@@ -1,8 +1,8 @@
 //! `sacp search`: the whole job of a search-space file. Check the space (before any work) →
 //! train the base network if no weights are given → score channels → search the rate
 //! combinations (GCN-ranked, evaluated in parallel, logged) → recalibrate and fine-tune the
-//! winner → export `pruned.safetensors`, `pruned.toml`, `pruned.onnx`, `report.json` beside
-//! the log.
+//! winner → export `pruned.safetensors`, `pruned.toml`, `pruned.onnx`, `report.json`,
+//! `report.md` and its SVG plots beside the log.
 
 mod evaluate;
 mod report;
@@ -487,6 +487,10 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
         serde_json::to_string_pretty(&report).expect("a report serialises").as_bytes(),
     )
     .map_err(io_error(&report_path))?;
+    crate::report::write(&out, &report, &outcome.records).map_err(|e| PipelineError::Io {
+        path: out.join("report.md").display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     say(format!(
         "test accuracy {:.2}% → {:.2}%, MACs −{:.1}%, params −{:.1}%, {:.2}× faster; wrote {}",
         100.0 * report.base.test_accuracy,

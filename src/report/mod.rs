@@ -1,0 +1,142 @@
+//! `report.md` and its SVG plots: what a person reads after a search. Tables of base vs
+//! pruned network (accuracy, MACs, params, latency), the winning rates and the per-layer
+//! widths; plots of every candidate (accuracy vs MACs with the Pareto front and the
+//! winner), of the channels per layer and of the search's progress.
+
+pub mod plots;
+
+use crate::pipeline::Report;
+use crate::search::log::Record;
+use crate::weights::write_atomic;
+use std::fmt::Write;
+use std::path::Path;
+
+/// The plot files written beside `report.md`.
+pub const PLOTS: [&str; 3] = ["accuracy_vs_macs.svg", "widths.svg", "progress.svg"];
+
+fn millions(v: u64) -> String {
+    format!("{:.3} M", v as f64 / 1e6)
+}
+
+/// The Markdown text of a report.
+pub fn markdown(report: &Report, records: &[Record]) -> String {
+    let (b, p) = (&report.base, &report.pruned);
+    let pct = |v: f64| format!("{:.2}%", 100.0 * v);
+    let mut md = String::new();
+    let _ = writeln!(md, "# sacp search report\n");
+    let _ = writeln!(
+        md,
+        "{} candidates evaluated ({} taken from an earlier run's log) out of {} feasible grid points; {} search, {} ranking, `{}` importance, seed {}. Device: {}. {:.0} s.\n",
+        report.candidates_evaluated,
+        report.candidates_reused,
+        report.feasible_grid_points,
+        report.search["strategy"].as_str().unwrap_or("?"),
+        report.search["ranking"].as_str().unwrap_or("?"),
+        report.search["importance"].as_str().unwrap_or("?"),
+        report.search["seed"],
+        report.device,
+        report.seconds
+    );
+    let _ = writeln!(md, "## Base vs pruned\n");
+    let _ = writeln!(md, "| | base | pruned | change |\n|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| test accuracy | {} | {} | {:+.2} points |",
+        pct(b.test_accuracy),
+        pct(p.test_accuracy),
+        100.0 * (p.test_accuracy - b.test_accuracy)
+    );
+    let _ = writeln!(
+        md,
+        "| held-out accuracy | {} | {} | {:+.2} points |",
+        pct(b.heldout_accuracy),
+        pct(p.heldout_accuracy),
+        100.0 * (p.heldout_accuracy - b.heldout_accuracy)
+    );
+    let _ = writeln!(
+        md,
+        "| MACs | {} | {} | −{} |",
+        millions(b.macs),
+        millions(p.macs),
+        pct(report.macs_reduction)
+    );
+    let _ = writeln!(
+        md,
+        "| parameters | {} | {} | −{} |",
+        millions(b.params),
+        millions(p.params),
+        pct(report.params_reduction)
+    );
+    let _ = writeln!(
+        md,
+        "| latency (batch {}) | {:.1} ms | {:.1} ms | {:.2}× faster |\n",
+        report.latency_batch, b.latency_ms, p.latency_ms, report.speedup
+    );
+    let _ = writeln!(
+        md,
+        "The winner scored {} held-out after BatchNorm recalibration, before fine-tuning.\n",
+        pct(report.winner.heldout_accuracy)
+    );
+    let _ = writeln!(md, "## Winning rates\n\n| rate group | rate | channel groups |\n|---|---|---|");
+    for g in &report.rate_groups {
+        let _ = writeln!(md, "| {} | {:.3} | {} |", g.name, g.rate, g.groups.join(", "));
+    }
+    let _ = writeln!(
+        md,
+        "\n## Channels per layer\n\n| # | layer | before | after | kept |\n|---|---|---|---|---|"
+    );
+    for (i, w) in report.widths.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.0}% |",
+            i + 1,
+            w.layer,
+            w.before,
+            w.after,
+            100.0 * w.after as f64 / w.before.max(1) as f64
+        );
+    }
+    let _ = writeln!(md, "\n![channels per layer](widths.svg)\n");
+    let _ = writeln!(md, "## Candidates\n");
+    let front = plots::pareto_front(records);
+    let _ = writeln!(
+        md,
+        "Held-out accuracy against MACs removed for every evaluated candidate; the green line is the Pareto front ({} candidates), the red triangle the winner.\n",
+        front.len()
+    );
+    let _ = writeln!(md, "![accuracy vs MACs](accuracy_vs_macs.svg)\n");
+    let _ = writeln!(md, "![search progress](progress.svg)\n");
+    let _ = writeln!(
+        md,
+        "| MACs removed | params removed | held-out | GCN similarity | rates |\n|---|---|---|---|---|"
+    );
+    for &i in &front {
+        let r = &records[i];
+        let rates: Vec<String> = r.rates.iter().map(|x| format!("{x:.3}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            pct(r.macs_reduction),
+            pct(r.params_reduction),
+            pct(r.heldout_accuracy),
+            r.gcn_similarity.map_or("–".to_string(), |s| format!("{s:.4}")),
+            rates.join(" / ")
+        );
+    }
+    md
+}
+
+/// Writes `report.md` and its plots into `out` (each file atomically).
+pub fn write(out: &Path, report: &Report, records: &[Record]) -> Result<(), plots::PlotError> {
+    let winner = records.iter().position(|r| r.widths == report.winner.widths).unwrap_or(0);
+    let svgs = [
+        plots::accuracy_vs_macs(records, winner)?,
+        plots::widths(&report.widths)?,
+        plots::progress(records)?,
+    ];
+    for (name, svg) in PLOTS.iter().zip(svgs) {
+        write_atomic(&out.join(name), svg.as_bytes())?;
+    }
+    write_atomic(&out.join("report.md"), markdown(report, records).as_bytes())?;
+    Ok(())
+}
