@@ -289,12 +289,14 @@ pub struct PruneArgs {
 pub fn prune(args: PruneArgs) -> Result<()> {
     let spec = spec::load(&args.model)?;
     let net = &spec.network;
+    // The trained GCN encoder is cached beside the weights (or the ONNX file holding them).
     let weights_path = args
         .weights
         .clone()
         .or_else(|| spec.weights.clone())
+        .or_else(|| spec.onnx.as_ref().map(|(p, _)| p.clone()))
         .with_context(|| format!("{}: no weights to prune (give --weights)", args.model.display()))?;
-    let w = load_weights(&spec, Some(weights_path.clone()))?.expect("a weights path was given");
+    let w = load_weights(&spec, args.weights.clone())?.expect("a weights source was found");
     if args.recalibrate > 0 && args.data.is_none() {
         bail!("--recalibrate needs --data KIND:PATH");
     }

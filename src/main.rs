@@ -208,7 +208,7 @@ fn main() -> Result<()> {
 
 pub(crate) fn load_weights(spec: &spec::ModelSpec, explicit: Option<PathBuf>) -> Result<Option<weights::Weights>> {
     let Some(path) = explicit.or_else(|| spec.weights.clone()) else {
-        return Ok(None);
+        return Ok(spec.embedded_weights().cloned());
     };
     let w = weights::load(&path)?;
     w.check(&spec.network, &path.display().to_string())?;

@@ -10,10 +10,12 @@
 //! weights = "resnet56.safetensors"   # optional, relative to this file
 //! ```
 //! A graph spec (`arch = "graph"`) lists its layers instead of `depth`/`num_classes`; see
-//! [`write_graph_spec`].
+//! [`write_graph_spec`]. An ONNX spec (`arch = "onnx"`, `onnx = "model.onnx"`) imports the
+//! network and its weights from an ONNX file.
 
 use crate::ir::{IrError, Network, NetworkBuilder, OP_KINDS, Op};
 use crate::models::{self, ZooConfig, ZooError};
+use crate::weights::Weights;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -41,8 +43,9 @@ struct RawSpec {
     arch: Spanned<String>,
     depth: Option<Spanned<usize>>,
     num_classes: Option<Spanned<usize>>,
-    input: Spanned<[usize; 3]>,
+    input: Option<Spanned<[usize; 3]>>,
     weights: Option<String>,
+    onnx: Option<Spanned<String>>,
     #[serde(default)]
     layers: Vec<LayerSpec>,
 }
@@ -88,6 +91,16 @@ pub struct ModelSpec {
     pub network: Network,
     /// The weights file it names, resolved relative to the spec's folder.
     pub weights: Option<PathBuf>,
+    /// For `arch = "onnx"`: the ONNX file and the weights inside it.
+    pub onnx: Option<(PathBuf, Weights)>,
+}
+
+impl ModelSpec {
+    /// The weights the spec carries: its `weights` file when it names one, else the
+    /// weights inside its ONNX file; `None` when it has neither.
+    pub fn embedded_weights(&self) -> Option<&Weights> {
+        self.onnx.as_ref().filter(|_| self.weights.is_none()).map(|(_, w)| w)
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -117,7 +130,45 @@ pub fn parse(text: &str, path: &Path) -> Result<ModelSpec, SpecError> {
         line: Some(line_of(text, span.start)),
         message: format!("`{key}`: {message}"),
     };
-    let input = *raw.input.get_ref();
+    let folder = path.parent().unwrap_or(Path::new("."));
+    if raw.arch.get_ref() == "onnx" {
+        let onnx = raw.onnx.as_ref().ok_or_else(|| {
+            at(
+                raw.arch.span(),
+                "onnx",
+                "missing; an onnx spec names its file: onnx = \"model.onnx\"".into(),
+            )
+        })?;
+        let onnx_path = folder.join(onnx.get_ref());
+        let bytes = std::fs::read(&onnx_path).map_err(|e| at(onnx.span(), "onnx", format!("{}: {e}", onnx_path.display())))?;
+        let (network, embedded) =
+            crate::onnx::from_bytes(&bytes).map_err(|e| at(onnx.span(), "onnx", format!("{}: {e}", onnx_path.display())))?;
+        if let Some(input) = &raw.input
+            && network.shape(network.input()).dims() != input.get_ref().to_vec()
+        {
+            return Err(at(
+                input.span(),
+                "input",
+                format!("the ONNX model's input is {}", network.shape(network.input())),
+            ));
+        }
+        return Ok(ModelSpec {
+            path: path.to_path_buf(),
+            zoo: None,
+            network,
+            weights: raw.weights.map(|w| folder.join(w)),
+            onnx: Some((onnx_path, embedded)),
+        });
+    }
+    if let Some(onnx) = &raw.onnx {
+        return Err(at(onnx.span(), "onnx", "only `arch = \"onnx\"` specs read an ONNX file".into()));
+    }
+    let input = *raw
+        .input
+        .as_ref()
+        .ok_or_else(|| at(raw.arch.span(), "input", "missing; give input = [channels, height, width]".into()))?
+        .get_ref();
+    let raw_input_span = raw.input.as_ref().map(|i| i.span()).expect("checked above");
     let (network, zoo) = if raw.arch.get_ref() == "graph" {
         if let Some(d) = &raw.depth {
             return Err(at(d.span(), "depth", "a graph spec lists its layers; remove `depth`".into()));
@@ -150,16 +201,21 @@ pub fn parse(text: &str, path: &Path) -> Result<ModelSpec, SpecError> {
         let network = models::build(&config).map_err(|e| match e {
             ZooError::UnknownArch(_) => at(raw.arch.span(), "arch", e.to_string()),
             ZooError::Depth { .. } => at(raw.depth.as_ref().map_or(raw.arch.span(), |d| d.span()), "depth", e.to_string()),
-            ZooError::Ir(e) => at(raw.input.span(), "input", format!("{e}; the network does not fit input {input:?}")),
+            ZooError::Ir(e) => at(
+                raw_input_span.clone(),
+                "input",
+                format!("{e}; the network does not fit input {input:?}"),
+            ),
         })?;
         (network, Some(config))
     };
-    let weights = raw.weights.map(|w| path.parent().unwrap_or(Path::new(".")).join(w));
+    let weights = raw.weights.map(|w| folder.join(w));
     Ok(ModelSpec {
         path: path.to_path_buf(),
         zoo,
         network,
         weights,
+        onnx: None,
     })
 }
 

@@ -133,3 +133,76 @@ fn malformed_and_unsupported_files_are_errors() {
     let error = from_bytes(&model.encode_to_vec()).unwrap_err().to_string();
     assert!(error.contains("norm: LRN") && error.contains("probabilities: Softmax"), "{error}");
 }
+
+#[test]
+fn an_onnx_model_spec_is_searched_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = qonnx_mnist().join("model.onnx");
+    let spec_path = dir.path().join("mnist8.toml");
+    std::fs::write(&spec_path, format!("arch = \"onnx\"\nonnx = \"{}\"\n", model.display())).unwrap();
+    let spec = sacp::spec::load(&spec_path).unwrap();
+    spec.embedded_weights()
+        .expect("the ONNX file's weights")
+        .check(&spec.network, "mnist8")
+        .unwrap();
+
+    // Spec errors name the line and key.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "arch = \"onnx\"\n").unwrap();
+    let e = sacp::spec::load(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.toml:1: `onnx`"), "{e}");
+    std::fs::write(
+        &bad,
+        "arch = \"vgg\"\ndepth = 8\nnum_classes = 10\ninput = [1, 28, 28]\nonnx = \"m.onnx\"\n",
+    )
+    .unwrap();
+    let e = sacp::spec::load(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.toml:5: `onnx`"), "{e}");
+
+    // A search space over the imported network, no weights file and no training needed.
+    let space = dir.path().join("space.toml");
+    std::fs::write(
+        &space,
+        format!(
+            r#"[model]
+spec = "{spec}"
+[data]
+dataset = "fashion-mnist:{root}/data/fashion-mnist-subset"
+heldout = 500
+[space]
+clustering = "per_stage"
+rates = [0.0, 0.25, 0.5, 0.75]
+[constraints]
+macs_reduction = 0.5
+tolerance = 0.1
+[search]
+strategy = "exhaustive"
+budget = 4
+gcn_top_m = 4
+importance = "l1"
+ranking = "none"
+[evaluate]
+backend = "cpu"
+recalibration_batches = 2
+heldout_batches = 2
+[finetune]
+epochs = 0
+[output]
+folder = "out"
+"#,
+            spec = spec_path.display(),
+            root = root().display()
+        ),
+    )
+    .unwrap();
+    let options = sacp::pipeline::Options {
+        quiet: true,
+        ..Default::default()
+    };
+    let report = sacp::pipeline::run(&space, &options).unwrap();
+    assert!((report.macs_reduction - 0.5).abs() <= 0.1, "{}", report.macs_reduction);
+    assert_eq!(report.base.macs, spec.network.total_cost().macs);
+    let (net, w) = from_bytes(&std::fs::read(dir.path().join("out/pruned.onnx")).unwrap()).unwrap();
+    assert_eq!(net.total_cost().macs, report.pruned.macs);
+    w.check(&net, "pruned.onnx").unwrap();
+}

@@ -89,6 +89,8 @@ pub struct Checked {
     pub space: SearchSpace,
     /// The network to prune.
     pub network: Network,
+    /// Weights the model spec carries (an ONNX spec's), used when `[model] weights` is absent.
+    pub embedded: Option<Weights>,
     /// Its channel groups.
     pub deps: Dependencies,
     /// Its rate groups.
@@ -106,6 +108,7 @@ pub fn check(path: &Path) -> Result<Checked, PipelineError> {
     let space = SearchSpace::load(path)?;
     space.check_files()?;
     let model = spec::load(&space.resolve(&space.model.spec))?;
+    let embedded = model.embedded_weights().cloned();
     let network = model.network;
     let deps = Dependencies::analyse(&network);
     let rate_groups = clusters::rate_groups(&space, &network, &deps)?;
@@ -121,6 +124,7 @@ pub fn check(path: &Path) -> Result<Checked, PipelineError> {
     Ok(Checked {
         space,
         network,
+        embedded,
         deps,
         rate_groups,
         target,
@@ -193,6 +197,7 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
     let Checked {
         mut space,
         network: net,
+        embedded,
         deps,
         rate_groups,
         target,
@@ -245,6 +250,7 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
             w.check(&net, &w_path.display().to_string())?;
             w
         }
+        None if embedded.is_some() => embedded.expect("checked"),
         None => {
             let cached = out.join("base.safetensors");
             if cached.is_file() {
