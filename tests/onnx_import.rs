@@ -134,6 +134,23 @@ fn malformed_and_unsupported_files_are_errors() {
     assert!(error.contains("norm: LRN") && error.contains("probabilities: Softmax"), "{error}");
 }
 
+/// Found by `cargo fuzz`: a MaxPool whose `strides` attribute is lost (stride 1) changes the
+/// width that reaches the classifier, whose initializer then no longer fits: an error.
+#[test]
+fn initializers_that_do_not_fit_the_imported_layers_are_errors() {
+    let net = sacp::spec::load(&root().join("models/vgg8_fashion_mnist.toml")).unwrap().network;
+    let bytes = to_bytes(&net, &weights::initialise(&net, 0));
+    let mut model = ModelProto::decode(bytes.as_slice()).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let pool = graph.node.iter_mut().rfind(|n| n.op_type == "MaxPool").unwrap();
+    let before = pool.attribute.len();
+    pool.attribute.retain(|a| a.name != "strides");
+    assert_eq!(pool.attribute.len(), before - 1);
+    let error = from_bytes(&model.encode_to_vec()).unwrap_err();
+    assert!(matches!(error, OnnxError::Weights(_)), "{error}");
+    assert!(error.to_string().contains("1152"), "{error}");
+}
+
 #[test]
 fn an_onnx_model_spec_is_searched_like_any_other() {
     let dir = tempfile::tempdir().unwrap();

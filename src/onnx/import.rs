@@ -7,7 +7,7 @@
 
 use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto, data_type};
 use crate::ir::{IrError, Network, NetworkBuilder, Op};
-use crate::weights::{WeightTensor, Weights};
+use crate::weights::{WeightError, WeightTensor, Weights};
 use prost::Message;
 use std::collections::HashMap;
 
@@ -36,6 +36,10 @@ pub enum OnnxError {
     /// The resulting network is inconsistent.
     #[error(transparent)]
     Ir(#[from] IrError),
+    /// The initializers do not fit the layers they feed (e.g. a classifier whose width is not
+    /// what the layers before it produce).
+    #[error(transparent)]
+    Weights(#[from] WeightError),
 }
 
 /// A constant: dims and values (floats; integers converted).
@@ -533,5 +537,6 @@ pub fn from_bytes(bytes: &[u8]) -> Result<(Network, Weights), OnnxError> {
     let output_name = if used.contains("output") { "sacp.output" } else { "output" };
     builder.add_named(output_name, Op::Output, &[last])?;
     let network = builder.finish()?;
+    importer.weights.check(&network, "ONNX model")?;
     Ok((network, importer.weights))
 }
