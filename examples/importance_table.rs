@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
                 probe: Some(probe.clone()),
                 gcn: GcnConfig::default(),
                 gcn_cache: None,
+                gcn_rl: None,
             };
             let pruned = one_shot(&request)?;
             let scoring = started.elapsed().as_secs_f64();

@@ -18,7 +18,7 @@ use sacp::deps::Dependencies;
 use sacp::gcn::{Encoder, GcnConfig, mask_of};
 use sacp::importance::{self, Context, Method, keep_widths};
 use sacp::ir::Network;
-use sacp::pipeline::CandidateEvaluator;
+use sacp::pipeline::{CandidateEvaluator, KeepEvaluator};
 use sacp::search::candidates::{Candidate, Layout, Target};
 use sacp::search::clusters::RateGroup;
 use sacp::search::log::{Header, Log};
@@ -63,18 +63,20 @@ fn evaluate_all(b: &Bench, scores: &importance::Scores, threads: usize, budget: 
     heldout.indices.truncate(b.heldout_batches * 64);
     let batcher = b.data.batcher();
     let evaluator = CandidateEvaluator {
-        net: b.net,
-        weights: b.weights,
-        deps: &deps,
+        keep: KeepEvaluator {
+            net: b.net,
+            weights: b.weights,
+            deps: &deps,
+            train: &train_split,
+            heldout: &heldout,
+            batcher: &batcher,
+            recalibration_batches: 10,
+            batch_size: 64,
+            num_classes: b.data.num_classes,
+            seed: 0,
+            device: &device,
+        },
         scores,
-        train: &train_split,
-        heldout: &heldout,
-        batcher: &batcher,
-        recalibration_batches: 10,
-        batch_size: 64,
-        num_classes: b.data.num_classes,
-        seed: 0,
-        device: &device,
     };
     let settings = SearchSection {
         strategy: Strategy::Exhaustive,
@@ -207,6 +209,7 @@ fn ranking() -> anyhow::Result<()> {
             device: &device,
             probe: None,
             encoder: Some(&encoder),
+            gcn_rl: None,
         },
     )?;
     let target = Target {

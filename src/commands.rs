@@ -7,7 +7,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sacp::data;
 use sacp::exec::{Backend, Executable};
 use sacp::gcn::GcnConfig;
+use sacp::gcn_rl::GcnRlConfig;
 use sacp::importance::{Allocation, Method};
+use sacp::pipeline::KeepEvaluator;
 use sacp::train::{self, Checkpointing, Distill, Schedule, TrainConfig};
 use sacp::{spec, weights};
 use std::path::PathBuf;
@@ -275,6 +277,11 @@ pub struct PruneArgs {
     /// Training steps of the GCN encoder (for --importance gcn).
     #[arg(long, default_value_t = GcnConfig::default().steps)]
     gcn_steps: usize,
+    /// TOML file whose [importance.gcn_rl] table sets the gcn-rl agents (episodes, samples,
+    /// lr, actions, hidden, penalty, recalibration_batches, heldout_batches); a search-space
+    /// file works. Defaults apply without it. gcn-rl needs --data.
+    #[arg(long, value_name = "FILE")]
+    gcn_rl_settings: Option<PathBuf>,
     /// Seed of random choices and of the held-out split.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -304,9 +311,13 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     let input: [usize; 3] = net.shape(net.input()).dims().try_into().expect("a C×H×W input");
     let data = args.data.as_deref().map(|d| data::open(d, input)).transpose()?;
     let splits = data.as_ref().map(|d| d.split(args.heldout, args.seed));
+    let rl = match &args.gcn_rl_settings {
+        Some(file) => GcnRlConfig::load(file)?,
+        None => GcnRlConfig::default(),
+    };
     let probe = match (&data, &splits) {
         (Some(d), Some((train_split, _))) => {
-            let positions: Vec<usize> = (0..train_split.len().min(256)).collect();
+            let positions: Vec<usize> = (0..train_split.len().min(256.max(rl.samples))).collect();
             Some(d.batcher().batch(train_split, &positions, None, &device)?.images)
         }
         _ => None,
@@ -317,6 +328,43 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         ..GcnConfig::default()
     };
     let key = sacp::gcn::cache_key(net, &w, &gcn);
+    // gcn-rl's reward: held-out accuracy of a keep-set after BatchNorm recalibration.
+    let deps = sacp::deps::Dependencies::analyse(net);
+    let batcher = data.as_ref().map(|d| d.batcher());
+    let rl_heldout = splits.as_ref().map(|(_, heldout)| {
+        let mut h = heldout.clone();
+        h.indices.truncate(rl.heldout_batches * 64);
+        h
+    });
+    let rl_evaluator = match (&data, &splits, &batcher, &rl_heldout) {
+        (Some(d), Some((train_split, _)), Some(batcher), Some(heldout)) => Some(KeepEvaluator {
+            net,
+            weights: &w,
+            deps: &deps,
+            train: train_split,
+            heldout,
+            batcher,
+            recalibration_batches: rl.recalibration_batches,
+            batch_size: 64,
+            num_classes: d.num_classes,
+            seed: args.seed,
+            device: &device,
+        }),
+        _ => None,
+    };
+    let rl_accuracy = |keep: &[Vec<usize>]| {
+        let evaluator = rl_evaluator.as_ref().expect("only called with data");
+        evaluator.accuracy(keep).map_err(|e| e.to_string())
+    };
+    let rl_bar = match args.importance {
+        Method::GcnRl => ProgressBar::new(rl.episodes as u64),
+        _ => ProgressBar::hidden(),
+    };
+    rl_bar.set_style(ProgressStyle::with_template("  gcn-rl episodes [{bar:30}] {pos}/{len} {msg} ETA {eta}")?.progress_chars("=> "));
+    let rl_progress = |_episode: usize, reward: f64| {
+        rl_bar.set_message(format!("mean reward {reward:.4}"));
+        rl_bar.inc(1);
+    };
     let request = sacp::prune::Request {
         net,
         weights: &w,
@@ -329,8 +377,15 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         probe,
         gcn,
         gcn_cache: Some(sacp::gcn::cache_path(&weights_path, &key)),
+        gcn_rl: rl_evaluator.is_some().then_some(sacp::gcn_rl::Setup {
+            config: &rl,
+            target: args.macs_reduction,
+            accuracy: &rl_accuracy,
+            progress: Some(&rl_progress),
+        }),
     };
     let mut pruned = sacp::prune::one_shot(&request)?;
+    rl_bar.finish_and_clear();
     let mut heldout_accuracy = None;
     let mut base_accuracy = None;
     if let (Some(d), Some((train_split, heldout))) = (&data, &splits) {
@@ -351,7 +406,6 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         spec::write_graph_spec(&pruned.network, Some("pruned.safetensors")).as_bytes(),
     )?;
     let (before, after) = (net.total_cost(), pruned.network.total_cost());
-    let deps = sacp::deps::Dependencies::analyse(net);
     let groups: Vec<serde_json::Value> = deps
         .groups
         .iter()

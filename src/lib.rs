@@ -9,6 +9,7 @@ pub mod data;
 pub mod deps;
 pub mod exec;
 pub mod gcn;
+pub mod gcn_rl;
 pub mod importance;
 pub mod inspect;
 pub mod ir;

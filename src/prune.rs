@@ -33,6 +33,8 @@ pub struct Request<'a> {
     pub gcn: GcnConfig,
     /// Where the trained encoder is cached, for `gcn`.
     pub gcn_cache: Option<PathBuf>,
+    /// Reward and settings, for `gcn-rl`.
+    pub gcn_rl: Option<crate::gcn_rl::Setup<'a>>,
 }
 
 /// A pruned network.
@@ -71,6 +73,7 @@ pub fn one_shot(request: &Request) -> Result<Pruned, ImportanceError> {
         device: request.device,
         probe: request.probe.clone(),
         encoder: encoder.as_ref(),
+        gcn_rl: request.gcn_rl,
     };
     let scores = importance::score(request.method, &context)?;
     let keep = importance::select(request.net, &deps, &scores, request.target, request.allocation, request.max_ratio)?;

@@ -67,6 +67,21 @@ fn walk_value(value: &Spanned<DeValue>, offset: usize, path: &mut Vec<String>) -
     }
 }
 
+/// A TOML parse or type error as a [`SpecError`](crate::spec::SpecError) at the offending
+/// line, naming the key.
+pub fn toml_error(text: &str, path: &std::path::Path, error: &toml::de::Error) -> crate::spec::SpecError {
+    let offset = error.span().map(|s| s.start);
+    let message = error.message().trim().to_string();
+    crate::spec::SpecError {
+        file: path.display().to_string(),
+        line: offset.map(|o| line_of(text, o)),
+        message: match offset.and_then(|o| key_at(text, o)) {
+            Some(k) => format!("`{k}`: {message}"),
+            None => message,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,6 +94,7 @@ fn one_epoch_reaches_85_percent_and_recalibration_rescues_a_pruned_copy() {
             probe: None,
             gcn: GcnConfig::default(),
             gcn_cache: None,
+            gcn_rl: None,
         };
         let pruned = one_shot(&request).unwrap();
         let exec = Executable::new(&pruned.network, &pruned.weights, &device);

@@ -8,6 +8,8 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use sacp::deps::Dependencies;
 use sacp::gcn::{Encoder, GcnConfig, mask_of};
+use sacp::gcn_rl::{GcnRlConfig, Setup};
+use sacp::importance::ImportanceError;
 use sacp::importance::{Allocation, Method, l1_scores};
 use sacp::prune::{Request, one_shot};
 
@@ -93,6 +95,7 @@ fn request<'a>(
             ..GcnConfig::default()
         },
         gcn_cache: None,
+        gcn_rl: None,
     }
 }
 
@@ -103,9 +106,32 @@ fn every_method_meets_the_target_and_never_prunes_pinned_groups() {
         let net = common::zoo(file, None);
         let weights = common::random_weights(&net, 2);
         let deps = Dependencies::analyse(&net);
+        // gcn-rl's reward on random weights: a stand-in for accuracy, the share of the L1
+        // mass of the prunable channels a keep-set keeps (real rewards: tests/gcn_rl.rs).
+        let l1 = l1_scores(&net, &weights, &deps);
+        let total: f32 = l1.iter().flatten().sum();
+        let kept_l1 = |keep: &[Vec<usize>]| -> Result<f64, String> {
+            Ok((keep
+                .iter()
+                .zip(&l1)
+                .map(|(k, s)| k.iter().map(|&c| s.get(c).copied().unwrap_or(0.0)).sum::<f32>())
+                .sum::<f32>()
+                / total) as f64)
+        };
+        let rl = GcnRlConfig {
+            episodes: 6,
+            ..GcnRlConfig::default()
+        };
         for method in Method::ALL {
             for (target, allocation) in [(0.3, Allocation::Global), (0.5, Allocation::Uniform), (0.7, Allocation::Global)] {
-                let pruned = one_shot(&request(&net, &weights, &device, method, target, allocation)).unwrap();
+                let mut request = request(&net, &weights, &device, method, target, allocation);
+                request.gcn_rl = Some(Setup {
+                    config: &rl,
+                    target,
+                    accuracy: &kept_l1,
+                    progress: None,
+                });
+                let pruned = one_shot(&request).unwrap();
                 assert!(
                     (pruned.macs_reduction - target).abs() <= 0.02,
                     "{file} {method:?} {allocation:?}: {} for target {target}",
@@ -214,4 +240,15 @@ fn prune_command_writes_a_model_that_inspect_and_eval_accept() {
     assert_eq!(v["totals"]["macs"], report["pruned"]["macs"]);
     let o = run(&["eval", spec.to_str().unwrap(), "--data", "synthetic:300", "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn gcn_rl_without_data_or_reward_is_refused_with_the_reason() {
+    let device = Device::flex();
+    let net = common::zoo("vgg8_fashion_mnist.toml", None);
+    let weights = common::random_weights(&net, 2);
+    let mut no_reward = request(&net, &weights, &device, Method::GcnRl, 0.5, Allocation::Uniform);
+    assert!(matches!(one_shot(&no_reward), Err(ImportanceError::NeedsReward)));
+    no_reward.probe = None;
+    assert!(matches!(one_shot(&no_reward), Err(ImportanceError::NeedsData("gcn-rl"))));
 }

@@ -9,7 +9,7 @@ mod features;
 mod model;
 
 pub use features::{FEATURES, GraphInput};
-pub use model::GcnModel;
+pub use model::{Dense, GcnModel};
 
 use crate::deps::Dependencies;
 use crate::importance::Scores;

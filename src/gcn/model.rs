@@ -14,7 +14,7 @@ pub struct Dense {
 }
 
 impl Dense {
-    fn new(inputs: usize, outputs: usize, rng: &mut StdRng, device: &Device) -> Dense {
+    pub(crate) fn new(inputs: usize, outputs: usize, rng: &mut StdRng, device: &Device) -> Dense {
         // Glorot-uniform, drawn on the host so the same seed gives the same encoder everywhere.
         let bound = (6.0 / (inputs + outputs) as f32).sqrt();
         let w: Vec<f32> = (0..inputs * outputs).map(|_| rng.random_range(-bound..bound)).collect();
@@ -24,7 +24,7 @@ impl Dense {
         }
     }
 
-    fn apply<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    pub(crate) fn apply<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let w = self.weight.val().unsqueeze::<D>();
         let b = self.bias.val().unsqueeze::<D>();
         x.matmul(w) + b

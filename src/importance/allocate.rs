@@ -18,7 +18,8 @@ pub enum Allocation {
 /// For each step of a schedule, the channels each group has lost by then.
 type RemovalSchedule<'a> = Box<dyn Fn(usize) -> Vec<Vec<usize>> + 'a>;
 
-fn macs_reduction(net: &Network, deps: &Dependencies, keep: &[Vec<usize>]) -> f64 {
+/// The share of `net`'s MACs a keep-set removes.
+pub fn macs_reduction(net: &Network, deps: &Dependencies, keep: &[Vec<usize>]) -> f64 {
     let pruned = surgery::prune_network(net, deps, keep).expect("keep-sets built here are valid");
     1.0 - pruned.total_cost().macs as f64 / net.total_cost().macs as f64
 }

@@ -1,12 +1,14 @@
 //! Channel importance behind one interface, and the choice of channels to keep for a MAC
 //! reduction target. `gcn` is the method ([`crate::gcn`]); `l1`, `l2`, `bn_scale`, `random`
-//! and `similarity` are the baselines every comparison is made against.
+//! and `similarity` are the baselines every comparison is made against; `gcn-rl` is the
+//! second seed's method ([`crate::gcn_rl`]).
 
 mod allocate;
 mod magnitude;
 mod similarity;
 
-pub use allocate::{Allocation, keep_widths, select};
+pub use allocate::{Allocation, keep_widths, macs_reduction, select};
+pub use similarity::channel_activations;
 
 use magnitude::Norm;
 
@@ -39,12 +41,18 @@ pub enum Method {
     /// Redundancy of global-average-pooled activations: a channel whose activations over a
     /// batch are most alike another channel's matters least.
     Similarity,
+    /// Per-layer channel graphs and GCN agents trained by reinforcement learning (Jiang et
+    /// al., IJCAI 2022): keep probabilities of the trained agents.
+    #[serde(rename = "gcn-rl", alias = "gcn_rl")]
+    #[value(name = "gcn-rl", alias = "gcn_rl")]
+    GcnRl,
 }
 
 impl Method {
     /// All methods, in report order.
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 7] = [
         Method::Gcn,
+        Method::GcnRl,
         Method::L1,
         Method::L2,
         Method::BnScale,
@@ -61,6 +69,7 @@ impl Method {
             Method::BnScale => "bn_scale",
             Method::Random => "random",
             Method::Similarity => "similarity",
+            Method::GcnRl => "gcn-rl",
         }
     }
 }
@@ -89,6 +98,12 @@ pub enum ImportanceError {
     /// The GCN failed.
     #[error(transparent)]
     Gcn(#[from] crate::gcn::GcnError),
+    /// `gcn-rl` was asked for without its reward (held-out data and a MAC target).
+    #[error("importance `gcn-rl` needs training and held-out data and a MAC reduction target")]
+    NeedsReward,
+    /// Training the `gcn-rl` agents failed (a reward could not be measured).
+    #[error("gcn-rl: {0}")]
+    GcnRl(String),
 }
 
 /// What scoring may look at.
@@ -107,6 +122,8 @@ pub struct Context<'a> {
     pub probe: Option<Tensor<4>>,
     /// The GCN encoder, for `gcn`.
     pub encoder: Option<&'a crate::gcn::Encoder>,
+    /// The reward and settings of `gcn-rl`.
+    pub gcn_rl: Option<crate::gcn_rl::Setup<'a>>,
 }
 
 /// The `l1` scores without a full [`Context`] (the GCN's positives are pruned by them).
@@ -141,6 +158,13 @@ pub fn score(method: Method, ctx: &Context) -> Result<Scores, ImportanceError> {
                 None => return Err(crate::gcn::GcnError::Missing.into()),
             };
             encoder.importance(ctx.deps)?
+        }
+        Method::GcnRl => {
+            let images = ctx.probe.clone().ok_or(ImportanceError::NeedsData("gcn-rl"))?;
+            let setup = ctx.gcn_rl.as_ref().ok_or(ImportanceError::NeedsReward)?;
+            crate::gcn_rl::train(ctx.net, ctx.weights, ctx.deps, images, setup, ctx.seed, ctx.device)
+                .map_err(ImportanceError::GcnRl)?
+                .scores
         }
     })
 }

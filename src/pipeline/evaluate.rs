@@ -1,6 +1,7 @@
-//! Scoring a candidate for real: cut the network to the candidate's widths (keeping each
-//! group's most important channels), re-estimate BatchNorm statistics, measure held-out
-//! accuracy. Deterministic: the recalibration batches and the held-out images are fixed.
+//! Scoring a pruned network for real: cut the network to a keep-set (or to a candidate's
+//! widths, keeping each group's most important channels), re-estimate BatchNorm
+//! statistics, measure held-out accuracy. Deterministic: the recalibration batches and the
+//! held-out images are fixed.
 
 use crate::data::{Batcher, DataError, Split};
 use crate::deps::Dependencies;
@@ -12,19 +13,17 @@ use crate::train;
 use crate::weights::Weights;
 use burn::tensor::Device;
 
-/// Everything a candidate's evaluation needs, shared by the worker threads.
-pub struct CandidateEvaluator<'a> {
+/// Everything the evaluation of a keep-set needs, shared by the worker threads.
+pub struct KeepEvaluator<'a> {
     /// The unpruned network.
     pub net: &'a Network,
     /// Its weights.
     pub weights: &'a Weights,
     /// Its channel groups.
     pub deps: &'a Dependencies,
-    /// Channel importance, deciding which channels a width keeps.
-    pub scores: &'a Scores,
     /// Training images for recalibration.
     pub train: &'a Split,
-    /// The held-out images a candidate is scored on.
+    /// The held-out images a keep-set is scored on.
     pub heldout: &'a Split,
     /// Normalisation.
     pub batcher: &'a Batcher,
@@ -40,11 +39,11 @@ pub struct CandidateEvaluator<'a> {
     pub device: &'a Device,
 }
 
-impl CandidateEvaluator<'_> {
-    /// The pruned network and weights for `widths`, with recalibrated BatchNorm statistics.
-    pub fn pruned(&self, widths: &[usize]) -> Result<(Network, Weights), DataError> {
-        let keep = keep_widths(self.deps, self.scores, widths);
-        let (net, weights) = surgery::prune(self.net, self.weights, self.deps, &keep).expect("widths from the layout are valid");
+impl KeepEvaluator<'_> {
+    /// The network cut to `keep` (kept channels per group), with recalibrated BatchNorm
+    /// statistics.
+    pub fn pruned(&self, keep: &[Vec<usize>]) -> Result<(Network, Weights), DataError> {
+        let (net, weights) = surgery::prune(self.net, self.weights, self.deps, keep).expect("keep-sets built by sacp are valid");
         let exec = Executable::new(&net, &weights, self.device);
         train::recalibrate(
             &exec,
@@ -58,10 +57,31 @@ impl CandidateEvaluator<'_> {
         Ok((net, exec.weights()))
     }
 
-    /// Held-out top-1 accuracy of the candidate with these widths.
-    pub fn accuracy(&self, widths: &[usize]) -> Result<f64, DataError> {
-        let (net, weights) = self.pruned(widths)?;
+    /// Held-out top-1 accuracy of the network cut to `keep`.
+    pub fn accuracy(&self, keep: &[Vec<usize>]) -> Result<f64, DataError> {
+        let (net, weights) = self.pruned(keep)?;
         let exec = Executable::new(&net, &weights, self.device);
         Ok(train::evaluate(&exec, self.heldout, self.batcher, self.batch_size, self.num_classes, self.device)?.top1)
+    }
+}
+
+/// A search candidate's evaluation: its widths filled with each group's most important
+/// channels, then scored like any keep-set.
+pub struct CandidateEvaluator<'a> {
+    /// How a keep-set is scored.
+    pub keep: KeepEvaluator<'a>,
+    /// Channel importance, deciding which channels a width keeps.
+    pub scores: &'a Scores,
+}
+
+impl CandidateEvaluator<'_> {
+    /// The pruned network and weights for `widths`, with recalibrated BatchNorm statistics.
+    pub fn pruned(&self, widths: &[usize]) -> Result<(Network, Weights), DataError> {
+        self.keep.pruned(&keep_widths(self.keep.deps, self.scores, widths))
+    }
+
+    /// Held-out top-1 accuracy of the candidate with these widths.
+    pub fn accuracy(&self, widths: &[usize]) -> Result<f64, DataError> {
+        self.keep.accuracy(&keep_widths(self.keep.deps, self.scores, widths))
     }
 }

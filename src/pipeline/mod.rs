@@ -7,7 +7,7 @@
 mod evaluate;
 mod report;
 
-pub use evaluate::CandidateEvaluator;
+pub use evaluate::{CandidateEvaluator, KeepEvaluator};
 pub use report::{LayerWidth, RateGroupReport, Report, Side, latency_ms, layer_widths};
 
 use crate::data::{self, DataError, DataSet};
@@ -296,10 +296,48 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
     };
     let (train_split, heldout_full) = data.split(space.data.heldout, space.search.seed);
     let batcher = data.batcher();
+    let batch_size = space.data.batch_size;
+    let first_batches = |count: usize| {
+        let mut h = heldout_full.clone();
+        if count > 0 {
+            h.indices.truncate(count * batch_size);
+        }
+        h
+    };
+    let heldout = first_batches(space.evaluate.heldout_batches);
+    let keep_evaluator = |heldout, recalibration_batches| KeepEvaluator {
+        net: &net,
+        weights: &base_weights,
+        deps: &deps,
+        train: &train_split,
+        heldout,
+        batcher: &batcher,
+        recalibration_batches,
+        batch_size,
+        num_classes: data.num_classes,
+        seed: space.search.seed,
+        device: &device,
+    };
+    let rl = &space.importance.gcn_rl;
+    let rl_heldout = first_batches(rl.heldout_batches);
+    let rl_evaluator = keep_evaluator(&rl_heldout, rl.recalibration_batches);
+    let rl_accuracy = |keep: &[Vec<usize>]| rl_evaluator.accuracy(keep).map_err(|e| e.to_string());
+    let rl_bar = bar(
+        options.quiet || method != importance::Method::GcnRl,
+        rl.episodes as u64,
+        "  gcn-rl episodes [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+    );
+    let rl_progress = |_episode: usize, reward: f64| {
+        rl_bar.set_message(format!("mean reward {reward:.4}"));
+        rl_bar.inc(1);
+    };
     let probe = {
-        let positions: Vec<usize> = (0..train_split.len().min(256)).collect();
+        let positions: Vec<usize> = (0..train_split.len().min(256.max(rl.samples))).collect();
         Some(batcher.batch(&train_split, &positions, None, &device)?.images)
     };
+    if method == importance::Method::GcnRl {
+        say(format!("gcn-rl: training one agent per channel group ({} episodes)", rl.episodes));
+    }
     let scores = importance::score(
         method,
         &Context {
@@ -310,29 +348,18 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
             device: &device,
             probe,
             encoder: encoder.as_ref(),
+            gcn_rl: target.macs.map(|macs| crate::gcn_rl::Setup {
+                config: rl,
+                target: macs,
+                accuracy: &rl_accuracy,
+                progress: Some(&rl_progress),
+            }),
         },
     )?;
-    let batch_size = space.data.batch_size;
-    let heldout = if space.evaluate.heldout_batches == 0 {
-        heldout_full.clone()
-    } else {
-        let mut h = heldout_full.clone();
-        h.indices.truncate(space.evaluate.heldout_batches * batch_size);
-        h
-    };
+    rl_bar.finish_and_clear();
     let evaluator = CandidateEvaluator {
-        net: &net,
-        weights: &base_weights,
-        deps: &deps,
+        keep: keep_evaluator(&heldout, space.evaluate.recalibration_batches),
         scores: &scores,
-        train: &train_split,
-        heldout: &heldout,
-        batcher: &batcher,
-        recalibration_batches: space.evaluate.recalibration_batches,
-        batch_size,
-        num_classes: data.num_classes,
-        seed: space.search.seed,
-        device: &device,
     };
 
     // The search.

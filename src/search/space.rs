@@ -6,7 +6,7 @@
 use crate::exec::Backend;
 use crate::importance::Method;
 use crate::spec::SpecError;
-use crate::tomlpos::{key_at, line_of, line_of_key};
+use crate::tomlpos::{line_of_key, toml_error};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,9 @@ pub struct SearchSpace {
     /// `[evaluate]`: how a candidate is scored.
     #[serde(default)]
     pub evaluate: EvaluateSection,
+    /// `[importance]`: settings of the importance methods.
+    #[serde(default)]
+    pub importance: ImportanceSection,
     /// `[finetune]`: how the winner is fine-tuned.
     #[serde(default)]
     pub finetune: FinetuneSection,
@@ -270,6 +273,14 @@ impl Default for SearchSection {
     }
 }
 
+/// `[importance]`: settings of the importance methods that have any.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportanceSection {
+    /// `[importance.gcn_rl]`: the agents of `importance = "gcn-rl"`.
+    pub gcn_rl: crate::gcn_rl::GcnRlConfig,
+}
+
 /// `[evaluate]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -351,20 +362,12 @@ impl SearchSpace {
     /// Parses and checks a search space; `path` names it in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<SearchSpace, SpecError> {
         let mut space: SearchSpace = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map(|s| s.start);
-            let key = offset.and_then(|o| key_at(text, o));
-            let message = e.message().trim().replace(
+            let mut error = toml_error(text, path, &e);
+            error.message = error.message.replace(
                 "data did not match any variant of untagged enum Rates",
                 "expected a list of rates like [0.0, 0.25, 0.5] or { min = 0.0, max = 0.5, step = 0.1 }",
             );
-            SpecError {
-                file: path.display().to_string(),
-                line: offset.map(|o| line_of(text, o)),
-                message: match key {
-                    Some(k) => format!("`{k}`: {message}"),
-                    None => message,
-                },
-            }
+            error
         })?;
         space.file = path.to_path_buf();
         space.text = text.to_string();
@@ -450,6 +453,7 @@ impl SearchSpace {
             return Err(self.error("space.max_combinations", "must be at least 1"));
         }
         self.check_constraints()?;
+        self.check_importance()?;
         match (self.space.clustering, self.space.clusters.is_empty()) {
             (Clustering::Explicit, true) => {
                 return Err(self.error(
@@ -516,6 +520,22 @@ impl SearchSpace {
         Ok(())
     }
 
+    fn check_importance(&self) -> Result<(), SpecError> {
+        if self.search.importance != Method::GcnRl {
+            return Ok(());
+        }
+        if self.constraints.macs_reduction.is_none() {
+            return Err(self.error(
+                "search.importance",
+                "`gcn-rl` rewards meeting a MAC target: give `constraints.macs_reduction`",
+            ));
+        }
+        match self.importance.gcn_rl.problem() {
+            Some((key, message)) => Err(self.error(&format!("importance.gcn_rl.{key}"), message)),
+            None => Ok(()),
+        }
+    }
+
     fn check_constraints(&self) -> Result<(), SpecError> {
         let c = &self.constraints;
         if c.macs_reduction.is_none() && c.params_reduction.is_none() {
@@ -569,6 +589,7 @@ impl SearchSpace {
                 "gcn_steps": self.search.gcn_steps, "seed": self.search.seed,
             },
             "evaluate": self.evaluate,
+            "importance": if self.search.importance == Method::GcnRl { Some(&self.importance) } else { None },
         });
         let digest = Sha256::digest(decisive.to_string().as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()

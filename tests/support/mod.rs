@@ -55,6 +55,7 @@ pub fn half_macs_l1(net: &Network, weights: &Weights, device: &Device) -> Pruned
         probe: None,
         gcn: Default::default(),
         gcn_cache: None,
+        gcn_rl: None,
     })
     .unwrap()
 }

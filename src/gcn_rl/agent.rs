@@ -1,0 +1,68 @@
+//! The per-layer agents: a two-layer graph convolution over a channel graph that gives
+//! every channel a keep logit.
+
+use super::graph::{ChannelGraph, NODE_FEATURES};
+use crate::gcn::Dense;
+use burn::module::Module;
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// One agent: `Â·relu(Â·X·W1 + b1)·W2 + b2`, one logit per channel.
+#[derive(Module, Debug)]
+pub struct Agent {
+    hidden: Dense,
+    output: Dense,
+}
+
+/// The agents of all prunable groups, in group order.
+#[derive(Module, Debug)]
+pub struct Agents {
+    agents: Vec<Agent>,
+}
+
+/// A channel graph as tensors on a device.
+pub struct GraphTensors {
+    adjacency: Tensor<2>,
+    features: Tensor<2>,
+}
+
+impl GraphTensors {
+    /// Moves `graph` to `device`.
+    pub fn new(graph: &ChannelGraph, device: &Device) -> GraphTensors {
+        let n = graph.size;
+        GraphTensors {
+            adjacency: Tensor::from_data(TensorData::new(graph.adjacency.clone(), [n, n]), device),
+            features: Tensor::from_data(TensorData::new(graph.features.clone(), [n, NODE_FEATURES]), device),
+        }
+    }
+}
+
+impl Agents {
+    /// `count` agents of `hidden` units, initialised from `seed` on the host.
+    pub fn new(count: usize, hidden: usize, seed: u64, device: &Device) -> Agents {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let agents = (0..count)
+            .map(|_| Agent {
+                hidden: Dense::new(NODE_FEATURES, hidden, &mut rng, device),
+                output: Dense::new(hidden, 1, &mut rng, device),
+            })
+            .collect();
+        Agents { agents }
+    }
+
+    /// Every agent's keep logits (`[channels]`) on its graph, plus `prior`.
+    pub fn logits(&self, graphs: &[GraphTensors], prior: f32) -> Vec<Tensor<1>> {
+        self.agents
+            .iter()
+            .zip(graphs)
+            .map(|(agent, g)| {
+                let h = relu(agent.hidden.apply(g.adjacency.clone().matmul(g.features.clone())));
+                let out = agent.output.apply(g.adjacency.clone().matmul(h));
+                let n = out.dims()[0];
+                out.reshape([n]).add_scalar(prior)
+            })
+            .collect()
+    }
+}
