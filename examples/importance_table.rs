@@ -1,15 +1,23 @@
 //! The comparison table of importance methods on the real Fashion-MNIST network: for each
-//! of gcn / l1 / l2 / bn_scale / similarity / random at 30%, 50% and 70% of the MACs
-//! removed, held-out accuracy after BatchNorm recalibration and after a short fine-tune.
+//! method at each share of the MACs removed, held-out accuracy after BatchNorm
+//! recalibration and after the same short fine-tune, and the time scoring took.
 //!
-//! `cargo run --release --example importance_table -- [FINE_TUNE_STEPS]` (default 100
-//! steps of 64 images). Trains the base network for one epoch first and caches it in
-//! `target/importance_table/`.
+//! `importance_table [FINE_TUNE_STEPS] [METHODS] [TARGETS] [ALLOCATION]`, e.g.
+//! `importance_table 100 gcn-rl,gcn,l1,similarity,random 0.5,0.7 global` (the defaults;
+//! `all` for every method; `uniform` to give every group the same pruning rate, so that
+//! only the choice of channels inside a group differs between methods).
+//! `benches/importance.sh` runs it. Trains the base network for one epoch first and caches
+//! it in `target/importance_table/`. gcn-rl's reward is measured on the first 256 held-out
+//! images; the table's accuracies are on the other 4 744, which steer nothing.
 
 use burn::tensor::Device;
+use clap::ValueEnum;
+use sacp::deps::Dependencies;
 use sacp::exec::Executable;
 use sacp::gcn::GcnConfig;
+use sacp::gcn_rl::{GcnRlConfig, Setup};
 use sacp::importance::{Allocation, Method};
+use sacp::pipeline::KeepEvaluator;
 use sacp::prune::{Request, one_shot};
 use sacp::train::{self, TrainConfig};
 use sacp::{data, spec, weights};
@@ -18,7 +26,24 @@ use std::path::Path;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
-    let steps: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(100);
+    let args: Vec<String> = std::env::args().collect();
+    let steps: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100);
+    let methods: Vec<Method> = match args.get(2).map(String::as_str) {
+        None => vec![Method::GcnRl, Method::Gcn, Method::L1, Method::Similarity, Method::Random],
+        Some("all") => Method::ALL.to_vec(),
+        Some(list) => list
+            .split(',')
+            .map(|m| Method::from_str(m, true).map_err(|e| anyhow::anyhow!(e)))
+            .collect::<Result<_, _>>()?,
+    };
+    let targets: Vec<f64> = match args.get(3) {
+        None => vec![0.5, 0.7],
+        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
+    };
+    let allocation = match args.get(4) {
+        None => Allocation::Global,
+        Some(a) => Allocation::from_str(a, true).map_err(|e| anyhow::anyhow!(e))?,
+    };
     let device = Device::flex();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let net = spec::load(&root.join("models/vgg8_fashion_mnist.toml"))?.network;
@@ -39,32 +64,56 @@ fn main() -> anyhow::Result<()> {
         trained.weights
     };
     let batcher = set.batcher();
-    let (train_split, heldout) = set.split(5000, 0);
+    let (train_split, heldout_all) = set.split(5000, 0);
+    let (mut reward_images, mut heldout) = (heldout_all.clone(), heldout_all);
+    reward_images.indices.truncate(256);
+    heldout.indices.drain(..256);
+    let deps = Dependencies::analyse(&net);
+    let rl = GcnRlConfig::default();
+    let reward = KeepEvaluator {
+        net: &net,
+        weights: &base,
+        deps: &deps,
+        train: &train_split,
+        heldout: &reward_images,
+        batcher: &batcher,
+        recalibration_batches: rl.recalibration_batches,
+        batch_size: 64,
+        num_classes: 10,
+        seed: 0,
+        device: &device,
+    };
+    let accuracy = |keep: &[Vec<usize>]| reward.accuracy(keep).map_err(|e| e.to_string());
     let base_acc = train::evaluate(&Executable::new(&net, &base, &device), &heldout, &batcher, 500, 10, &device)?.top1;
     println!(
-        "base held-out accuracy {:.2}%; fine-tune: {steps} steps of 64 images (SGD, cosine from 0.01)\n",
+        "base held-out accuracy {:.2}%; {allocation:?} allocation; fine-tune: {steps} steps of 64 images (SGD, cosine from 0.01)\n",
         100.0 * base_acc
     );
     println!("| method | MACs removed | params removed | recalibrated | fine-tuned | scoring time |");
     println!("|---|---|---|---|---|---|");
     let probe_positions: Vec<usize> = (0..256).collect();
     let probe = batcher.batch(&train_split, &probe_positions, None, &device)?.images;
-    for target in [0.3, 0.5, 0.7] {
-        for method in Method::ALL {
+    for &target in &targets {
+        for &method in &methods {
             let started = Instant::now();
             let request = Request {
                 net: &net,
                 weights: &base,
                 method,
                 target,
-                allocation: Allocation::Global,
+                allocation,
                 max_ratio: 0.9,
                 seed: 0,
                 device: &device,
                 probe: Some(probe.clone()),
                 gcn: GcnConfig::default(),
                 gcn_cache: None,
-                gcn_rl: None,
+                gcn_rl: Some(Setup {
+                    config: &rl,
+                    target,
+                    accuracy: &accuracy,
+                    progress: None,
+                }),
             };
             let pruned = one_shot(&request)?;
             let scoring = started.elapsed().as_secs_f64();

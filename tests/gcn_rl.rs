@@ -162,3 +162,56 @@ fn agents_learn_meet_the_target_and_repeat_for_a_seed() {
     other.seed = 1;
     assert_ne!(one_shot(&other).unwrap().keep, a.keep, "another seed should train other agents");
 }
+
+#[test]
+fn sacp_prune_takes_gcn_rl_with_its_settings_file() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("small_cnn.toml");
+    std::fs::write(&model, SMALL_CNN).unwrap();
+    let weights_file = dir.path().join("small_cnn.safetensors");
+    weights::save(&f.weights, &weights_file).unwrap();
+    let data = format!("fashion-mnist:{}", root().join("data/fashion-mnist-subset").display());
+    let settings = dir.path().join("rl.toml");
+    let prune = |settings_text: &str| {
+        std::fs::write(&settings, settings_text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_sacp"))
+            .args(["prune", model.to_str().unwrap(), "--weights", weights_file.to_str().unwrap()])
+            .args([
+                "--importance",
+                "gcn-rl",
+                "--macs-reduction",
+                "0.4",
+                "--data",
+                &data,
+                "--heldout",
+                "1000",
+            ])
+            .args([
+                "--allocation",
+                "global",
+                "--recalibrate",
+                "5",
+                "--gcn-rl-settings",
+                settings.to_str().unwrap(),
+            ])
+            .args(["--out", dir.path().join("out").to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let bad = prune("[importance.gcn_rl]\nepisodes = 2\nactions = 1\n");
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("rl.toml:3") && stderr.contains("importance.gcn_rl.actions"),
+        "{stderr}"
+    );
+
+    let run = prune("[importance.gcn_rl]\nepisodes = 3\nactions = 2\nheldout_batches = 2\n");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("out/prune.json")).unwrap()).unwrap();
+    assert_eq!(report["importance"], "gcn-rl");
+    let reduction = report["macs_reduction"].as_f64().unwrap();
+    assert!((0.4..=0.42).contains(&reduction), "MAC reduction {reduction} for a 0.4 target");
+    assert!(report["heldout_accuracy"].as_f64().unwrap() > 0.1);
+}

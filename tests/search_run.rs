@@ -156,6 +156,11 @@ fn base_weights() -> &'static Path {
 }
 
 fn write_space(dir: &Path, budget: usize) -> PathBuf {
+    write_space_with(dir, budget, "gcn", "")
+}
+
+/// The test space with another importance method and extra tables.
+fn write_space_with(dir: &Path, budget: usize, importance: &str, extra: &str) -> PathBuf {
     let text = format!(
         r#"[model]
 spec = "{root}/models/vgg8_fashion_mnist.toml"
@@ -178,7 +183,7 @@ strategy = "refine"
 budget = {budget}
 gcn_top_m = 4
 gcn_steps = 40
-importance = "gcn"
+importance = "{importance}"
 
 [evaluate]
 backend = "cpu"
@@ -191,6 +196,7 @@ max_steps = 4
 
 [output]
 folder = "out"
+{extra}
 "#,
         root = root().display(),
         weights = base_weights().display()
@@ -305,4 +311,26 @@ fn a_killed_search_resumes_to_the_same_winner_without_evaluating_twice() {
     straight_set.sort_by(|x, y| x.0.cmp(&y.0));
     resumed_set.sort_by(|x, y| x.0.cmp(&y.0));
     assert_eq!(straight_set, resumed_set);
+}
+
+#[test]
+fn a_search_space_can_choose_gcn_rl_importance() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[importance.gcn_rl]\nepisodes = 3\nactions = 2\nheldout_batches = 2\nrecalibration_batches = 2";
+    let space = write_space_with(dir.path(), 4, "gcn-rl", extra);
+    let out = dir.path().join("out");
+    let options = sacp::pipeline::Options {
+        out: Some(out.clone()),
+        quiet: true,
+        ..Default::default()
+    };
+    let report = sacp::pipeline::run(&space, &options).unwrap();
+    assert_eq!(records(&out.join("candidates.jsonl")).len(), 4);
+    assert!(
+        (report.macs_reduction - 0.5).abs() <= 0.05,
+        "MAC reduction {}",
+        report.macs_reduction
+    );
+    let written = std::fs::read_to_string(out.join("report.json")).unwrap();
+    assert!(written.contains("\"gcn-rl\""), "the report names the importance method");
 }

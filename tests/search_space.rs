@@ -152,6 +152,26 @@ fn constraints_and_counts() {
 }
 
 #[test]
+fn gcn_rl_settings() {
+    let rl = replace(&space_text(), "gcn_top_m", "gcn_top_m = 4\nimportance = \"gcn-rl\"");
+    let with = |table: &str| format!("{rl}\n[importance.gcn_rl]\n{table}\n");
+    // Valid: the method's name on the command line and in TOML are the same.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("space.toml");
+    std::fs::write(&path, with("episodes = 3\nlr = 0.05")).unwrap();
+    let checked = pipeline::check(&path).unwrap();
+    assert_eq!(checked.space.importance.gcn_rl.episodes, 3);
+    assert_eq!(checked.space.search.importance, sacp::importance::Method::GcnRl);
+    // Each bad setting is named with its line.
+    assert_error(&with("actions = 1"), "actions = 1", "`importance.gcn_rl.actions`", "at least 2");
+    assert_error(&with("lr = -0.1"), "lr = -0.1", "`importance.gcn_rl.lr`", "positive");
+    assert_error(&with("episode = 3"), "episode = 3", "episode", "unknown field");
+    // The reward needs a MAC target.
+    let text = replace(&rl, "macs_reduction", "params_reduction = 0.5");
+    assert_error(&text, "importance = ", "`search.importance`", "constraints.macs_reduction");
+}
+
+#[test]
 fn files_that_do_not_exist() {
     let text = replace(&space_text(), "spec", "spec = \"no/such/model.toml\"");
     assert_error(&text, "spec = ", "`model.spec`", "no model spec");
