@@ -24,6 +24,14 @@ impl Dense {
         }
     }
 
+    /// A layer whose weight and bias are zero: it outputs nothing until it is trained.
+    pub(crate) fn zeroed(inputs: usize, outputs: usize, device: &Device) -> Dense {
+        Dense {
+            weight: Param::from_tensor(Tensor::zeros([inputs, outputs], device)),
+            bias: Param::from_tensor(Tensor::zeros([outputs], device)),
+        }
+    }
+
     pub(crate) fn apply<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let w = self.weight.val().unsqueeze::<D>();
         let b = self.bias.val().unsqueeze::<D>();

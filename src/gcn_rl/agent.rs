@@ -1,5 +1,7 @@
 //! The per-layer agents: a two-layer graph convolution over a channel graph that gives
-//! every channel a keep logit.
+//! every channel a keep logit, on top of a fixed prior (the keep rate that meets the target,
+//! tilted towards filters of larger magnitude). The output layer starts at zero, so an
+//! untrained agent follows the prior, and training moves it by what the rewards teach.
 
 use super::graph::{ChannelGraph, NODE_FEATURES};
 use crate::gcn::Dense;
@@ -22,19 +24,25 @@ pub struct Agents {
     agents: Vec<Agent>,
 }
 
-/// A channel graph as tensors on a device.
+/// A channel graph as tensors on a device, with every channel's prior logit.
 pub struct GraphTensors {
     adjacency: Tensor<2>,
     features: Tensor<2>,
+    prior: Tensor<1>,
 }
 
 impl GraphTensors {
-    /// Moves `graph` to `device`.
-    pub fn new(graph: &ChannelGraph, device: &Device) -> GraphTensors {
+    /// Moves `graph` to `device`; the prior logit of a channel is `base + magnitude_weight ×`
+    /// its standardised filter magnitude.
+    pub fn new(graph: &ChannelGraph, base: f32, magnitude_weight: f32, device: &Device) -> GraphTensors {
         let n = graph.size;
+        let prior: Vec<f32> = (0..n)
+            .map(|c| base + magnitude_weight * graph.features[c * NODE_FEATURES])
+            .collect();
         GraphTensors {
             adjacency: Tensor::from_data(TensorData::new(graph.adjacency.clone(), [n, n]), device),
             features: Tensor::from_data(TensorData::new(graph.features.clone(), [n, NODE_FEATURES]), device),
+            prior: Tensor::from_data(TensorData::new(prior, [n]), device),
         }
     }
 }
@@ -46,14 +54,14 @@ impl Agents {
         let agents = (0..count)
             .map(|_| Agent {
                 hidden: Dense::new(NODE_FEATURES, hidden, &mut rng, device),
-                output: Dense::new(hidden, 1, &mut rng, device),
+                output: Dense::zeroed(hidden, 1, device),
             })
             .collect();
         Agents { agents }
     }
 
-    /// Every agent's keep logits (`[channels]`) on its graph, plus `prior`.
-    pub fn logits(&self, graphs: &[GraphTensors], prior: f32) -> Vec<Tensor<1>> {
+    /// Every agent's keep logits (`[channels]`) on its graph, plus the graph's prior.
+    pub fn logits(&self, graphs: &[GraphTensors]) -> Vec<Tensor<1>> {
         self.agents
             .iter()
             .zip(graphs)
@@ -61,7 +69,7 @@ impl Agents {
                 let h = relu(agent.hidden.apply(g.adjacency.clone().matmul(g.features.clone())));
                 let out = agent.output.apply(g.adjacency.clone().matmul(h));
                 let n = out.dims()[0];
-                out.reshape([n]).add_scalar(prior)
+                out.reshape([n]) + g.prior.clone()
             })
             .collect()
     }

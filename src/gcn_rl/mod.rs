@@ -45,6 +45,9 @@ pub struct GcnRlConfig {
     pub actions: usize,
     /// Hidden units of each agent.
     pub hidden: usize,
+    /// How strongly the agents' starting policy prefers filters of larger magnitude (keep
+    /// logit per standard deviation of L1 norm within the group; 0: no preference).
+    pub magnitude_prior: f64,
     /// Reward lost per unit of MAC reduction short of the target.
     pub penalty: f64,
     /// Training batches that recalibrate BatchNorm before a decision is scored.
@@ -61,6 +64,7 @@ impl Default for GcnRlConfig {
             lr: 0.02,
             actions: 4,
             hidden: 16,
+            magnitude_prior: 1.0,
             penalty: 2.0,
             recalibration_batches: 4,
             heldout_batches: 4,
@@ -84,6 +88,9 @@ impl GcnRlConfig {
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Some(("lr", "must be a positive number".into()));
+        }
+        if !(self.magnitude_prior >= 0.0 && self.magnitude_prior.is_finite()) {
+            return Some(("magnitude_prior", "must be zero or positive".into()));
         }
         if !(self.penalty >= 0.0 && self.penalty.is_finite()) {
             return Some(("penalty", "must be zero or positive".into()));
@@ -197,16 +204,21 @@ pub fn train(
     let graphs = channel_graphs(net, weights, deps, images, device);
     let prunable: Vec<usize> = (0..graphs.len()).filter(|&g| graphs[g].is_some()).collect();
     let train_device = device.clone().autodiff();
-    let tensors: Vec<GraphTensors> = graphs.iter().flatten().map(|g| GraphTensors::new(g, &train_device)).collect();
-    // Channels start kept with probability √(1 − target): MACs scale roughly with the
-    // product of input and output widths, so the first decisions land near the target.
-    let prior = logit((1.0 - setup.target).sqrt());
+    // Channels start kept with probability √(1 − target) on average: MACs scale roughly with
+    // the product of input and output widths, so the first decisions land near the target.
+    let base = logit((1.0 - setup.target).sqrt());
+    let tilt = config.magnitude_prior as f32;
+    let tensors: Vec<GraphTensors> = graphs
+        .iter()
+        .flatten()
+        .map(|g| GraphTensors::new(g, base, tilt, &train_device))
+        .collect();
     let mut agents = Agents::new(prunable.len(), config.hidden, seed, &train_device).train();
     let mut optim = AdamConfig::new().init();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6C_5E_41);
     let (mut mean_rewards, mut mean_reductions) = (Vec::new(), Vec::new());
     for episode in 0..config.episodes {
-        let logits = agents.logits(&tensors, prior);
+        let logits = agents.logits(&tensors);
         let probs: Vec<Vec<f32>> = logits.iter().map(|l| host(sigmoid(l.clone()))).collect();
         let decisions: Vec<Vec<Vec<bool>>> = (0..config.actions)
             .map(|_| {
@@ -285,7 +297,7 @@ pub fn train(
             progress(episode, mean);
         }
     }
-    let final_probs: Vec<Vec<f32>> = agents.logits(&tensors, prior).into_iter().map(|l| host(sigmoid(l))).collect();
+    let final_probs: Vec<Vec<f32>> = agents.logits(&tensors).into_iter().map(|l| host(sigmoid(l))).collect();
     let mut next = final_probs.into_iter();
     let scores = graphs
         .iter()
