@@ -108,8 +108,8 @@ fn agents_learn_meet_the_target_and_repeat_for_a_seed() {
     let eval = evaluator(&f, &deps, &batcher, &device);
     let accuracy = |keep: &[Vec<usize>]| eval.accuracy(keep).map_err(|e| e.to_string());
     let config = GcnRlConfig {
-        episodes: 20,
-        actions: 6,
+        episodes: 32,
+        actions: 8,
         ..GcnRlConfig::default()
     };
     let setup = Setup {
@@ -123,14 +123,16 @@ fn agents_learn_meet_the_target_and_repeat_for_a_seed() {
     let trained = gcn_rl::train(&f.net, &f.weights, &deps, probe(&f, &device), &setup, 0, &device).unwrap();
     let r = &trained.mean_rewards;
     assert_eq!(r.len(), config.episodes);
-    let (first, last) = (r[..5].iter().sum::<f64>() / 5.0, r[r.len() - 5..].iter().sum::<f64>() / 5.0);
+    let quarter = r.len() / 4;
+    let mean = |rewards: &[f64]| rewards.iter().sum::<f64>() / rewards.len() as f64;
+    let (first, last) = (mean(&r[..quarter]), mean(&r[r.len() - quarter..]));
     eprintln!(
         "mean reward per episode: {r:.4?}\nMAC reduction per episode: {:.3?}",
         trained.mean_reductions
     );
     assert!(
         last > first + 0.01,
-        "mean reward must rise: first five episodes {first:.4}, last five {last:.4}"
+        "mean reward must rise: first quarter of the episodes {first:.4}, last quarter {last:.4}"
     );
 
     // One-shot pruning with the trained agents' scores meets the MAC target within 2%, and

@@ -61,7 +61,7 @@ impl Default for GcnRlConfig {
         GcnRlConfig {
             episodes: 24,
             samples: 64,
-            lr: 0.02,
+            lr: 0.05,
             actions: 4,
             hidden: 16,
             magnitude_prior: 1.0,
