@@ -83,7 +83,12 @@ fn main() -> anyhow::Result<()> {
         seed: 0,
         device: &device,
     };
-    let accuracy = |keep: &[Vec<usize>]| reward.accuracy(keep).map_err(|e| e.to_string());
+    let accuracy = |keep: &[Vec<usize>]| {
+        reward
+            .accuracy(keep)
+            .map(sacp::pipeline::reward_accuracy)
+            .map_err(|e| e.to_string())
+    };
     let base_acc = train::evaluate(&Executable::new(&net, &base, &device), &heldout, &batcher, 500, 10, &device)?.top1;
     println!(
         "base held-out accuracy {:.2}%; {allocation:?} allocation; fine-tune: {steps} steps of 64 images (SGD, cosine from 0.01)\n",

@@ -9,9 +9,13 @@ use sacp::exec::{Backend, Executable};
 use sacp::gcn::GcnConfig;
 use sacp::gcn_rl::GcnRlConfig;
 use sacp::importance::{Allocation, Method};
+use sacp::outputs::Inputs;
 use sacp::pipeline::KeepEvaluator;
 use sacp::train::{self, Checkpointing, Distill, Schedule, TrainConfig};
 use sacp::{spec, weights};
+
+/// Images per batch of `sacp prune`'s recalibration and held-out scoring.
+const PRUNE_BATCH: usize = 64;
 use std::path::PathBuf;
 
 /// Flags of `sacp train`.
@@ -99,6 +103,11 @@ fn schedule(args: &TrainArgs) -> Result<Schedule> {
     })
 }
 
+/// A network's input dimensions and number of outputs.
+fn io_shapes(net: &sacp::ir::Network) -> (Vec<usize>, usize) {
+    (net.shape(net.input()).dims(), net.shape(net.output()).channels())
+}
+
 pub fn train(args: TrainArgs) -> Result<()> {
     if !(0.0..1.0).contains(&args.label_smoothing) {
         bail!("--label-smoothing {} must be in [0, 1)", args.label_smoothing);
@@ -106,26 +115,56 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if args.epochs == 0 || args.batch_size == 0 {
         bail!("--epochs and --batch-size must be positive");
     }
+    for (flag, value, positive) in [
+        ("--lr", args.lr, true),
+        ("--momentum", args.momentum, false),
+        ("--weight-decay", args.weight_decay, false),
+        ("--step-gamma", args.step_gamma, true),
+        ("--temperature", args.temperature, true),
+        ("--alpha", args.alpha, false),
+    ] {
+        if !value.is_finite() || value < 0.0 || (positive && value == 0.0) {
+            bail!(
+                "{flag} {value} must be a finite {} number",
+                if positive { "positive" } else { "non-negative" }
+            );
+        }
+    }
     let spec = spec::load(&args.model)?;
     let net = &spec.network;
+    let teacher = args.teacher.as_deref().map(spec::load).transpose()?;
+    let mut inputs = Inputs::new()
+        .model("model", &spec)
+        .add_some("weights", args.weights.as_deref())
+        .add_some("teacher weights", args.teacher_weights.as_deref())
+        .data(&args.data);
+    if let Some(t) = &teacher {
+        inputs = inputs.model("teacher", t);
+    }
+    inputs.check_folder(&args.out)?;
     let initial = load_weights(&spec, args.weights.clone())?.unwrap_or_else(|| weights::initialise(net, args.seed));
     let input: [usize; 3] = net.shape(net.input()).dims().try_into().expect("a C×H×W input");
     let data = data::open(&args.data, input)?;
     let outputs = net.shape(net.output()).channels();
-    if outputs != data.num_classes {
-        bail!(
-            "{} has {outputs} outputs but {} has {} classes",
-            args.model.display(),
-            args.data,
-            data.num_classes
-        );
-    }
+    data.require_classes(outputs, &args.model.display().to_string())?;
     let device = args.backend.device()?;
-    let distill = match &args.teacher {
+    let distill = match &teacher {
         None => None,
-        Some(path) => {
-            let teacher = spec::load(path)?;
-            let w = load_weights(&teacher, args.teacher_weights.clone())?
+        Some(teacher) => {
+            let path = &teacher.path;
+            let (student_io, teacher_io) = (io_shapes(net), io_shapes(&teacher.network));
+            if student_io != teacher_io {
+                bail!(
+                    "--teacher {}: takes {:?} and gives {} outputs, but the student {} takes {:?} and gives {}; a teacher must see the same images and predict the same classes",
+                    path.display(),
+                    teacher_io.0,
+                    teacher_io.1,
+                    args.model.display(),
+                    student_io.0,
+                    student_io.1
+                );
+            }
+            let w = load_weights(teacher, args.teacher_weights.clone())?
                 .with_context(|| format!("{}: the teacher needs weights (--teacher-weights)", path.display()))?;
             Some(Distill {
                 teacher: Executable::new(&teacher.network, &w, &device),
@@ -220,6 +259,7 @@ pub fn eval(
         .with_context(|| format!("{}: no weights (give --weights or `weights` in the spec)", model.display()))?;
     let input: [usize; 3] = net.shape(net.input()).dims().try_into().expect("a C×H×W input");
     let data = data::open(data_name, input)?;
+    data.require_classes(net.shape(net.output()).channels(), &model.display().to_string())?;
     let device = backend.device()?;
     let exec = Executable::new(net, &w, &device);
     let batcher = data.batcher();
@@ -303,14 +343,31 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         .or_else(|| spec.weights.clone())
         .or_else(|| spec.onnx.as_ref().map(|(p, _)| p.clone()))
         .with_context(|| format!("{}: no weights to prune (give --weights)", args.model.display()))?;
+    Inputs::new()
+        .model("model", &spec)
+        .add_some("weights", args.weights.as_deref())
+        .add_some("gcn-rl settings", args.gcn_rl_settings.as_deref())
+        .data(args.data.as_deref().unwrap_or_default())
+        .check_folder(&args.out)?;
     let w = load_weights(&spec, args.weights.clone())?.expect("a weights source was found");
     if args.recalibrate > 0 && args.data.is_none() {
         bail!("--recalibrate needs --data KIND:PATH");
     }
-    let device = args.backend.device()?;
     let input: [usize; 3] = net.shape(net.input()).dims().try_into().expect("a C×H×W input");
     let data = args.data.as_deref().map(|d| data::open(d, input)).transpose()?;
     let splits = data.as_ref().map(|d| d.split(args.heldout, args.seed));
+    if let (Some(d), Some((_, heldout))) = (&data, &splits) {
+        d.require_classes(net.shape(net.output()).channels(), &args.model.display().to_string())?;
+        if heldout.is_empty() {
+            bail!(
+                "--heldout {}: the held-out split of {} is empty (at most a fifth of its {} training images are held out); raise --heldout or use a larger data set",
+                args.heldout,
+                d.name,
+                d.train.len()
+            );
+        }
+    }
+    let device = args.backend.device()?;
     let rl = match &args.gcn_rl_settings {
         Some(file) => GcnRlConfig::load(file)?,
         None => GcnRlConfig::default(),
@@ -333,7 +390,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     let batcher = data.as_ref().map(|d| d.batcher());
     let rl_heldout = splits.as_ref().map(|(_, heldout)| {
         let mut h = heldout.clone();
-        h.indices.truncate(rl.heldout_batches * 64);
+        h.indices.truncate(rl.heldout_batches * PRUNE_BATCH);
         h
     });
     let rl_evaluator = match (&data, &splits, &batcher, &rl_heldout) {
@@ -345,7 +402,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
             heldout,
             batcher,
             recalibration_batches: rl.recalibration_batches,
-            batch_size: 64,
+            batch_size: PRUNE_BATCH,
             num_classes: d.num_classes,
             seed: args.seed,
             device: &device,
@@ -354,7 +411,10 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     };
     let rl_accuracy = |keep: &[Vec<usize>]| {
         let evaluator = rl_evaluator.as_ref().expect("only called with data");
-        evaluator.accuracy(keep).map_err(|e| e.to_string())
+        evaluator
+            .accuracy(keep)
+            .map(sacp::pipeline::reward_accuracy)
+            .map_err(|e| e.to_string())
     };
     let rl_bar = match args.importance {
         Method::GcnRl => ProgressBar::new(rl.episodes as u64),
@@ -394,7 +454,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         base_accuracy = Some(train::evaluate(&base, heldout, &batcher, 256, d.num_classes, &device)?.top1);
         let exec = Executable::new(&pruned.network, &pruned.weights, &device);
         if args.recalibrate > 0 {
-            train::recalibrate(&exec, train_split, &batcher, args.recalibrate, 64, args.seed, &device)?;
+            train::recalibrate(&exec, train_split, &batcher, args.recalibrate, PRUNE_BATCH, args.seed, &device)?;
             pruned.weights = exec.weights();
         }
         heldout_accuracy = Some(train::evaluate(&exec, heldout, &batcher, 256, d.num_classes, &device)?.top1);

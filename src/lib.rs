@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod ir;
 pub mod models;
 pub mod onnx;
+pub mod outputs;
 pub mod pipeline;
 pub mod prune;
 pub mod report;

@@ -3,6 +3,7 @@
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use sacp::exec::{Backend, Executable};
+use sacp::outputs::Inputs;
 use sacp::{inspect, spec, weights};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -144,11 +145,24 @@ enum ExportFormat {
     Safetensors,
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+/// Runs the command; an error is printed as one message (with its causes), never as a
+/// panic or a backtrace, and the exit code is 1.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Inspect { model, weights, json } => inspect_model(&model, weights, json),
         Command::Init { model, seed, out } => {
             let spec = spec::load(&model)?;
+            Inputs::new().model("model", &spec).check_file(&out)?;
             let w = weights::initialise(&spec.network, seed);
             weights::save(&w, &out)?;
             eprintln!(
@@ -174,6 +188,10 @@ fn main() -> Result<()> {
             out,
         } => {
             let spec = spec::load(&model)?;
+            Inputs::new()
+                .model("model", &spec)
+                .add_some("weights", weights.as_deref())
+                .check_file(&out)?;
             let w = load_weights(&spec, weights)?
                 .ok_or_else(|| anyhow::anyhow!("{}: no weights (give --weights or `weights` in the spec)", model.display()))?;
             match format {

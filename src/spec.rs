@@ -259,9 +259,19 @@ fn build_graph(layers: &[LayerSpec], input: [usize; 3], text: &str, file: &str) 
                 groups: layer.groups.unwrap_or(1),
                 bias: layer.bias.unwrap_or(false),
             },
-            "batchnorm" => Op::BatchNorm {
-                eps: layer.eps.unwrap_or(1e-5),
-            },
+            "batchnorm" => {
+                let eps = layer.eps.unwrap_or(1e-5);
+                if !(eps >= 0.0 && eps.is_finite()) {
+                    return Err(fail(
+                        line,
+                        format!(
+                            "layer `{}` (op batchnorm): `eps` = {eps} must be a finite, non-negative number",
+                            layer.name
+                        ),
+                    ));
+                }
+                Op::BatchNorm { eps }
+            }
             "relu" => Op::Relu,
             "relu6" => Op::Relu6,
             "maxpool2d" | "avgpool2d" => {
@@ -323,6 +333,15 @@ fn build_graph(layers: &[LayerSpec], input: [usize; 3], text: &str, file: &str) 
         };
         fail(line, e.to_string())
     })
+}
+
+/// A short content hash of a network's structure (its graph spec): equal for equal
+/// networks, different when any layer, width or connection differs. Cached files that
+/// belong to a network carry it.
+pub fn fingerprint(net: &Network) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(write_graph_spec(net, None).as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes a network as a graph spec (`arch = "graph"` with one `[[layers]]` table per

@@ -3,6 +3,7 @@
 //! held-out accuracy after BatchNorm recalibration as the reward.
 
 use burn::tensor::{Device, Tensor};
+use common::root;
 use sacp::data::{self, DataSet, Split};
 use sacp::deps::Dependencies;
 use sacp::gcn_rl::{self, GcnRlConfig, Setup};
@@ -13,9 +14,8 @@ use sacp::prune::{Request, one_shot};
 use sacp::train::{self, TrainConfig};
 use sacp::weights::{self, Weights};
 use std::ops::ControlFlow;
-use support::root;
 
-mod support;
+mod common;
 
 /// Two conv stages of 16 and 32 channels and a classifier: small enough to evaluate a
 /// pruning decision in a fraction of a second.
@@ -106,7 +106,7 @@ fn agents_learn_meet_the_target_and_repeat_for_a_seed() {
     let deps = Dependencies::analyse(&f.net);
     let batcher = f.set.batcher();
     let eval = evaluator(&f, &deps, &batcher, &device);
-    let accuracy = |keep: &[Vec<usize>]| eval.accuracy(keep).map_err(|e| e.to_string());
+    let accuracy = |keep: &[Vec<usize>]| eval.accuracy(keep).map(sacp::pipeline::reward_accuracy).map_err(|e| e.to_string());
     let config = GcnRlConfig {
         episodes: 32,
         actions: 8,

@@ -3,6 +3,7 @@
 //! export runs in ONNX Runtime; malformed files are errors, never panics.
 
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use common::{max_abs_diff, root};
 use prost::Message;
 use sacp::exec::{Executable, NormMode, to_vec};
 use sacp::onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
@@ -10,9 +11,8 @@ use sacp::onnx::{OnnxError, from_bytes, to_bytes};
 use sacp::weights;
 use std::path::PathBuf;
 use std::process::Command;
-use support::{max_diff, root};
 
-mod support;
+mod common;
 
 #[test]
 fn exports_of_every_zoo_model_import_as_the_same_network() {
@@ -30,7 +30,7 @@ fn exports_of_every_zoo_model_import_as_the_same_network() {
         assert_eq!(imported.total_cost(), net.total_cost(), "{}", path.display());
         let ours = to_vec(Executable::new(&net, &w, &device).forward(x.clone()));
         let theirs = to_vec(Executable::new(&imported, &iw, &device).forward(x));
-        let diff = max_diff(&ours, &theirs);
+        let diff = max_abs_diff(&ours, &theirs);
         assert!(diff <= 1e-5, "{}: {diff}", path.display());
     }
 }
@@ -73,7 +73,7 @@ fn the_model_zoo_mnist_network_imports_prunes_and_exports() {
     let ours = to_vec(Executable::new(&net, &w, &device).forward(x.clone()));
     // Its logits are in the thousands: compare relative to their scale (1 ulp ≈ 1e-7).
     let scale = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let diff = max_diff(&ours, &expected) / scale;
+    let diff = max_abs_diff(&ours, &expected) / scale;
     println!(
         "MNIST-8: {} params, {} MACs; stored output (largest {scale:.0}) reproduced to a relative {diff:.2e}",
         net.total_cost().params,
@@ -82,15 +82,15 @@ fn the_model_zoo_mnist_network_imports_prunes_and_exports() {
     assert!(diff <= 1e-6, "{diff}");
 
     // Prune half its MACs and run the pruned export in ONNX Runtime.
-    let pruned = support::half_macs_l1(&net, &w, &device);
+    let pruned = common::half_macs_l1(&net, &w, &device);
     assert!(pruned.macs_reduction >= 0.5);
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("pruned.onnx");
     std::fs::write(&model, to_bytes(&pruned.network, &pruned.weights)).unwrap();
-    let theirs = support::onnx_runtime(&model, &input, [dims[0], dims[1], dims[2], dims[3]]);
+    let theirs = common::onnx_runtime(&model, &input, [dims[0], dims[1], dims[2], dims[3]]);
     let ours = to_vec(Executable::new(&pruned.network, &pruned.weights, &device).forward(x));
     let scale = ours.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let diff = max_diff(&ours, &theirs) / scale;
+    let diff = max_abs_diff(&ours, &theirs) / scale;
     println!(
         "MNIST-8 pruned ({:.1}% of MACs removed, largest output {scale:.0}): ONNX Runtime vs sacp, relative {diff:.2e}",
         100.0 * pruned.macs_reduction

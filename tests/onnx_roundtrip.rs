@@ -3,15 +3,15 @@
 //! outputs must match sacp's own forward within 1e-4.
 
 use burn::tensor::{Device, Distribution, Tensor};
+use common::root;
 use sacp::deps::Dependencies;
 use sacp::exec::{Executable, NormMode, to_vec};
 use sacp::ir::Network;
 use sacp::weights::{self, Weights};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::root;
 
-mod support;
+mod common;
 
 /// Seeded weights whose BatchNorm statistics come from a random batch (so deep nets stay
 /// O(1)); the batch is large enough that no channel's variance is near zero.
@@ -30,11 +30,11 @@ fn compare(net: &Network, w: &Weights, x: &Tensor<4>, device: &Device, dir: &Pat
     let model = dir.join(format!("{tag}.onnx"));
     std::fs::write(&model, sacp::onnx::to_bytes(net, w)).unwrap();
     let input: Vec<f32> = x.clone().into_data().try_to_vec::<f32>().unwrap();
-    let theirs = support::onnx_runtime(&model, &input, x.dims());
+    let theirs = common::onnx_runtime(&model, &input, x.dims());
     let ours = to_vec(Executable::new(net, w, device).forward(x.clone()));
     let scale = ours.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(scale > 1e-3, "{tag}: a vanishing output compares nothing");
-    support::max_diff(&ours, &theirs)
+    common::max_abs_diff(&ours, &theirs)
 }
 
 #[test]
@@ -57,7 +57,7 @@ fn every_zoo_model_and_pruned_ones_match_onnx_runtime() {
         assert!(diff <= 1e-4, "{tag}: {diff}");
 
         // The same network pruned to half its MACs (l1, uniform).
-        let pruned = support::half_macs_l1(&net, &w, &device);
+        let pruned = common::half_macs_l1(&net, &w, &device);
         assert!(Dependencies::analyse(&pruned.network).groups.len() > 1);
         let diff = compare(&pruned.network, &pruned.weights, &x, &device, dir.path(), &format!("{tag}-pruned"));
         println!("{tag} pruned: max abs difference {diff:.2e}");

@@ -6,7 +6,7 @@ use sacp::exec::Executable;
 use sacp::{data, spec, train, weights};
 use std::path::PathBuf;
 
-mod support;
+mod common;
 
 /// How far (in accuracy points) the exported network may fall below the base network.
 const MARGIN: f64 = 0.03;
@@ -71,9 +71,9 @@ fn the_quickstart_runs_end_to_end() {
         .batch(&data.test_split(), &(0..8).collect::<Vec<_>>(), None, &device)
         .unwrap();
     let input: Vec<f32> = batch.images.clone().into_data().try_to_vec::<f32>().unwrap();
-    let theirs = support::onnx_runtime(&out.path().join("pruned.onnx"), &input, [8, 1, 28, 28]);
+    let theirs = common::onnx_runtime(&out.path().join("pruned.onnx"), &input, [8, 1, 28, 28]);
     let ours = sacp::exec::to_vec(exec.forward(batch.images));
-    let diff = support::max_diff(&ours, &theirs);
+    let diff = common::max_abs_diff(&ours, &theirs);
     assert!(diff <= 1e-4, "pruned.onnx differs by {diff}");
 
     // report.md with its tables, and the three plots as well-formed SVG with drawn content.

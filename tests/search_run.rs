@@ -61,7 +61,7 @@ fn run_fake(strategy: Strategy, ranking: Ranking, budget: usize, threads: usize,
     let (log, logged) = Log::open(&path, &Header::new("test".into(), vec![]), false).unwrap();
     // A stand-in GCN ranking: prefers candidates that keep more of the early layers.
     let mut rank = |cs: &[Candidate]| cs.iter().map(|c| -(c.rates[0] as f32)).collect::<Vec<f32>>();
-    let evaluate = |c: &Candidate| Ok(fake_accuracy(c));
+    let evaluate = |c: &Candidate| Ok(search::Score::Accuracy(fake_accuracy(c)));
     let space = Space {
         layout: &layout,
         target,
@@ -333,4 +333,110 @@ fn a_search_space_can_choose_gcn_rl_importance() {
     );
     let written = std::fs::read_to_string(out.join("report.json")).unwrap();
     assert!(written.contains("\"gcn-rl\""), "the report names the importance method");
+}
+
+#[test]
+fn a_candidate_with_non_finite_outputs_is_logged_as_failed_and_never_wins() {
+    let net = vgg8();
+    let deps = Dependencies::analyse(&net);
+    let base = weights::load(base_weights()).unwrap();
+    let scores = sacp::importance::l1_scores(&net, &base, &deps);
+    // The classifier's hidden layer (256 channels): its least important channel is kept only
+    // when the group is not pruned. Poison that channel's column of the last linear layer,
+    // so every candidate that keeps it gives NaN logits.
+    let hidden = deps.groups.iter().position(|g| g.prunable() && g.size() == 256).unwrap();
+    let weakest = (0..256).min_by(|&a, &b| scores[hidden][a].total_cmp(&scores[hidden][b])).unwrap();
+    let mut poisoned = base.clone();
+    let fc = poisoned.tensors.get_mut("classifier.fc.weight").unwrap();
+    for row in 0..10 {
+        fc.data[row * 256 + weakest] = f32::NAN;
+    }
+    let data = data::open(
+        &format!("fashion-mnist:{}/data/fashion-mnist-subset", root().display()),
+        [1, 28, 28],
+    )
+    .unwrap();
+    let (train_split, mut heldout) = data.split(1000, 0);
+    heldout.indices.truncate(128);
+    let batcher = data.batcher();
+    let device = burn::tensor::Device::flex();
+    let evaluator = sacp::pipeline::CandidateEvaluator {
+        keep: sacp::pipeline::KeepEvaluator {
+            net: &net,
+            weights: &poisoned,
+            deps: &deps,
+            train: &train_split,
+            heldout: &heldout,
+            batcher: &batcher,
+            recalibration_batches: 2,
+            batch_size: 64,
+            num_classes: 10,
+            seed: 0,
+            device: &device,
+        },
+        scores: &scores,
+    };
+    let others: Vec<usize> = deps
+        .groups
+        .iter()
+        .filter(|g| g.prunable() && g.id != hidden)
+        .map(|g| g.id)
+        .collect();
+    let rate_groups = vec![
+        RateGroup {
+            name: "hidden".into(),
+            groups: vec![hidden],
+        },
+        RateGroup {
+            name: "convs".into(),
+            groups: others,
+        },
+    ];
+    let layout = Layout::new(&net, &deps, rate_groups, vec![0.0, 0.25, 0.5]);
+    let target = Target {
+        macs: Some(0.3),
+        params: None,
+        tolerance: 0.3,
+    };
+    let grid = layout.feasible_grid(&target);
+    assert!(grid.iter().any(|c| c.rates[0] == 0.0) && grid.iter().any(|c| c.rates[0] > 0.0));
+    let settings = SearchSection {
+        strategy: Strategy::Exhaustive,
+        budget: grid.len(),
+        gcn_top_m: grid.len(),
+        ranking: Ranking::None,
+        threads: 2,
+        ..SearchSection::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("candidates.jsonl");
+    let (log, logged) = Log::open(&path, &Header::new("poisoned".into(), vec![]), false).unwrap();
+    let evaluate = |c: &Candidate| evaluator.accuracy(&c.widths).map_err(|e| e.to_string());
+    let space = Space {
+        layout: &layout,
+        target,
+        grid: &grid,
+    };
+    let outcome = search::run(&space, &settings, &mut |_| Vec::new(), &evaluate, log, logged, &|_, _| {}).unwrap();
+    assert_eq!(outcome.records.len(), grid.len(), "the search completes");
+    for r in &outcome.records {
+        let keeps_poison = r.rates[0] == 0.0;
+        assert_eq!(r.failed.is_some(), keeps_poison, "rates {:?}: failed = {:?}", r.rates, r.failed);
+        if let Some(reason) = &r.failed {
+            assert!(reason.contains("non-finite"), "{reason}");
+        }
+    }
+    let winner = &outcome.records[outcome.winner];
+    assert!(winner.failed.is_none() && winner.rates[0] > 0.0, "winner {:?}", winner.rates);
+    assert!(
+        winner.heldout_accuracy > 0.3,
+        "the winner is a real network: {}",
+        winner.heldout_accuracy
+    );
+    // The log says which candidates failed and why.
+    let logged = records(&path);
+    assert_eq!(
+        logged.iter().filter(|r| r.failed.is_some()).count(),
+        grid.iter().filter(|c| c.rates[0] == 0.0).count()
+    );
 }

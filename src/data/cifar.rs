@@ -3,33 +3,54 @@
 use super::{DataError, InMemory, file_error};
 use std::path::{Path, PathBuf};
 
-/// Reads records of `label_bytes` label bytes followed by a 3×32×32 image; the last label
-/// byte is the class (CIFAR-100's fine label).
+/// Reads the files' records (see [`decode`]) into one split.
 fn read(paths: &[PathBuf], label_bytes: usize, classes: usize) -> Result<InMemory, DataError> {
-    const IMAGE: usize = 3 * 32 * 32;
-    let record = label_bytes + IMAGE;
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     for path in paths {
         let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
-        if bytes.is_empty() || bytes.len() % record != 0 {
-            return Err(file_error(
-                path,
-                format!(
-                    "truncated: {} bytes is not a whole number of {record}-byte records ({label_bytes} label byte(s) + 3×32×32 pixels)",
-                    bytes.len()
-                ),
-            ));
-        }
-        for (i, chunk) in bytes.chunks_exact(record).enumerate() {
-            let label = chunk[label_bytes - 1] as usize;
-            if label >= classes {
-                return Err(file_error(path, format!("record {i}: label {label} is out of range 0..{classes}")));
-            }
-            labels.push(label as u16);
-            images.extend_from_slice(&chunk[label_bytes..]);
-        }
+        decode_into(path, &bytes, label_bytes, classes, &mut images, &mut labels)?;
     }
     Ok(InMemory::new([3, 32, 32], images, labels))
+}
+
+/// Decodes one CIFAR binary file: records of `label_bytes` label bytes followed by a
+/// 3×32×32 image, the last label byte being the class (CIFAR-100's fine label). The path
+/// names it in errors; an empty file, a partial record or a label outside `0..classes` is
+/// an error.
+pub(super) fn decode(path: &Path, bytes: &[u8], label_bytes: usize, classes: usize) -> Result<InMemory, DataError> {
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    decode_into(path, bytes, label_bytes, classes, &mut images, &mut labels)?;
+    Ok(InMemory::new([3, 32, 32], images, labels))
+}
+
+fn decode_into(
+    path: &Path,
+    bytes: &[u8],
+    label_bytes: usize,
+    classes: usize,
+    images: &mut Vec<u8>,
+    labels: &mut Vec<u16>,
+) -> Result<(), DataError> {
+    const IMAGE: usize = 3 * 32 * 32;
+    let record = label_bytes + IMAGE;
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
+        return Err(file_error(
+            path,
+            format!(
+                "truncated: {} bytes is not a whole number of {record}-byte records ({label_bytes} label byte(s) + 3×32×32 pixels)",
+                bytes.len()
+            ),
+        ));
+    }
+    for (i, chunk) in bytes.chunks_exact(record).enumerate() {
+        let label = chunk[label_bytes - 1] as usize;
+        if label >= classes {
+            return Err(file_error(path, format!("record {i}: label {label} is out of range 0..{classes}")));
+        }
+        labels.push(label as u16);
+        images.extend_from_slice(&chunk[label_bytes..]);
+    }
+    Ok(())
 }
 
 fn locate(dir: &Path, names: &[&str]) -> Result<Vec<PathBuf>, DataError> {

@@ -47,7 +47,10 @@ fn parse(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize>, Vec<u8>)
     let shape: Vec<usize> = (0..dims)
         .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().expect("4 bytes")) as usize)
         .collect();
-    let count: usize = shape.iter().product();
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| file_error(path, format!("header dimensions {shape:?} overflow")))?;
     let data = &bytes[header..];
     if data.len() != count {
         return Err(file_error(
@@ -64,17 +67,34 @@ fn parse(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize>, Vec<u8>)
 fn split(dir: &Path, prefix: &str) -> Result<InMemory, DataError> {
     let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
-    let (shape, images) = parse(&images_path, &read_maybe_gz(&images_path)?, 3)?;
-    let (count, labels) = parse(&labels_path, &read_maybe_gz(&labels_path)?, 1)?;
+    decode(
+        &images_path,
+        &read_maybe_gz(&images_path)?,
+        &labels_path,
+        &read_maybe_gz(&labels_path)?,
+    )
+}
+
+/// Decodes an IDX images file (3 dimensions) and its labels file (1 dimension), both
+/// already decompressed; the paths name them in errors. A file with no image is an error.
+pub(super) fn decode(images_path: &Path, images: &[u8], labels_path: &Path, labels: &[u8]) -> Result<InMemory, DataError> {
+    let (shape, images) = parse(images_path, images, 3)?;
+    let (count, labels) = parse(labels_path, labels, 1)?;
+    if shape.contains(&0) {
+        return Err(file_error(
+            images_path,
+            format!("holds no images (dimensions {shape:?}); a data set needs at least one"),
+        ));
+    }
     if count[0] != shape[0] {
         return Err(file_error(
-            &labels_path,
+            labels_path,
             format!("{} labels for {} images in {}", count[0], shape[0], images_path.display()),
         ));
     }
     if let Some(position) = labels.iter().position(|&l| l >= 10) {
         return Err(file_error(
-            &labels_path,
+            labels_path,
             format!("label {} of image {position} is out of range 0..10", labels[position]),
         ));
     }

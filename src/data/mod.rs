@@ -46,6 +46,38 @@ pub(crate) fn file_error(file: &std::path::Path, message: impl Into<String>) -> 
     }
 }
 
+/// Decodes an IDX images file and its labels file (both already decompressed; the paths
+/// name them in errors) into one split, as `mnist:`/`fashion-mnist:` data sets read them.
+pub fn decode_idx(
+    images_path: &std::path::Path,
+    images: &[u8],
+    labels_path: &std::path::Path,
+    labels: &[u8],
+) -> Result<InMemory, DataError> {
+    idx::decode(images_path, images, labels_path, labels)
+}
+
+/// Decodes one CIFAR binary file (`label_bytes` = 1 for CIFAR-10, 2 for CIFAR-100) into
+/// a split, as `cifar10:`/`cifar100:` data sets read them.
+pub fn decode_cifar(path: &std::path::Path, bytes: &[u8], label_bytes: usize, classes: usize) -> Result<InMemory, DataError> {
+    cifar::decode(path, bytes, label_bytes, classes)
+}
+
+/// Checks that `split` holds at least one batch of `batch_size` images; the error names
+/// the data set and the split (`what`) and ends with `advice`.
+pub fn require_batch(data: &DataSet, split: &Split, batch_size: usize, what: &str, advice: &str) -> Result<(), DataError> {
+    if split.len() >= batch_size.max(1) {
+        return Ok(());
+    }
+    Err(DataError::Spec {
+        spec: data.name.clone(),
+        message: format!(
+            "the {what} split holds {} images, fewer than one batch of {batch_size}; {advice}",
+            split.len()
+        ),
+    })
+}
+
 /// One split of images (train or test), each `C × H × W` bytes with a class label.
 pub trait ImageSource: Send + Sync {
     /// Number of images.
@@ -164,6 +196,21 @@ impl DataSet {
         }
     }
 
+    /// Checks that the data set's classes match a network with `outputs` outputs (`model`
+    /// names the network in the error).
+    pub fn require_classes(&self, outputs: usize, model: &str) -> Result<(), DataError> {
+        if self.num_classes == outputs {
+            return Ok(());
+        }
+        Err(DataError::Spec {
+            spec: self.name.clone(),
+            message: format!(
+                "has {} classes but {model} has {outputs} outputs; use a data set with {outputs} classes or a network with {} outputs",
+                self.num_classes, self.num_classes
+            ),
+        })
+    }
+
     /// A batcher for this data set's normalisation and augmentation.
     pub fn batcher(&self) -> Batcher {
         Batcher::new(self.mean.clone(), self.std.clone(), self.augment)
@@ -257,6 +304,13 @@ pub fn open(name: &str, input: [usize; 3]) -> Result<DataSet, DataError> {
             "images are {:?} (C, H, W) but the model takes {input:?}",
             train.shape()
         )));
+    }
+    for (what, source) in [("training", &train), ("test", &test)] {
+        if source.is_empty() {
+            return Err(spec_error(format!(
+                "the {what} split holds no images; a data set needs at least one in each"
+            )));
+        }
     }
     let mean = if mean.len() == 1 { vec![mean[0]; input[0]] } else { mean };
     let std = if std.len() == 1 { vec![std[0]; input[0]] } else { std };

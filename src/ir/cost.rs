@@ -28,9 +28,20 @@ impl std::iter::Sum for Cost {
     }
 }
 
-/// The cost of one layer given its operation, input shapes and output shape.
+/// Largest parameter or MAC count one layer, or a whole network, may have (2⁵⁰): counts
+/// are checked against it when a network is built, so sums of them never overflow.
+pub const MAX_COUNT: u64 = 1 << 50;
+
+/// The cost of one layer given its operation, input shapes and output shape (for a network
+/// whose costs were checked when it was built).
 pub fn node_cost(op: &Op, inputs: &[Shape], output: Shape) -> Cost {
-    match op {
+    checked_node_cost(op, inputs, output).expect("layer costs are checked when a network is built")
+}
+
+/// The cost of one layer, or `None` when a count overflows or exceeds [`MAX_COUNT`].
+pub fn checked_node_cost(op: &Op, inputs: &[Shape], output: Shape) -> Option<Cost> {
+    let n = |v: usize| u64::try_from(v).ok();
+    let cost = match op {
         Op::Conv2d {
             out_channels,
             kernel,
@@ -38,26 +49,29 @@ pub fn node_cost(op: &Op, inputs: &[Shape], output: Shape) -> Cost {
             bias,
             ..
         } => {
-            let in_per_group = (inputs[0].channels() / groups) as u64;
-            let weights = *out_channels as u64 * in_per_group * (kernel[0] * kernel[1]) as u64;
-            let bias = if *bias { *out_channels as u64 } else { 0 };
+            let in_per_group = n(inputs[0].channels() / groups)?;
+            let weights = n(*out_channels)?
+                .checked_mul(in_per_group)?
+                .checked_mul(n(kernel[0])?.checked_mul(n(kernel[1])?)?)?;
+            let bias = if *bias { n(*out_channels)? } else { 0 };
             Cost {
-                params: weights + bias,
-                macs: weights * output.spatial() as u64,
+                params: weights.checked_add(bias)?,
+                macs: weights.checked_mul(n(output.spatial())?)?,
             }
         }
         Op::Linear { out_features, bias } => {
-            let weights = (*out_features * inputs[0].channels()) as u64;
-            let bias = if *bias { *out_features as u64 } else { 0 };
+            let weights = n(*out_features)?.checked_mul(n(inputs[0].channels())?)?;
+            let bias = if *bias { n(*out_features)? } else { 0 };
             Cost {
-                params: weights + bias,
+                params: weights.checked_add(bias)?,
                 macs: weights,
             }
         }
         Op::BatchNorm { .. } => Cost {
-            params: 2 * output.channels() as u64,
+            params: 2 * n(output.channels())?,
             macs: 0,
         },
         _ => Cost::default(),
-    }
+    };
+    (cost.params <= MAX_COUNT && cost.macs <= MAX_COUNT).then_some(cost)
 }

@@ -6,9 +6,9 @@ mod cost;
 mod op;
 mod shape;
 
-pub use cost::{Cost, node_cost};
+pub use cost::{Cost, MAX_COUNT, node_cost};
 pub use op::{OP_KINDS, Op};
-pub use shape::Shape;
+pub use shape::{MAX_ACTIVATION, Shape};
 
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -39,6 +39,12 @@ pub enum IrError {
     /// Two layers share one name.
     #[error("layer name `{0}` is used twice; layer names must be unique")]
     DuplicateName(String),
+    /// The network's parameter or MAC count exceeds [`MAX_COUNT`].
+    #[error(
+        "the network has more than {} parameters or MACs; sizes this large cannot be counted",
+        cost::MAX_COUNT
+    )]
+    TooLarge,
     /// The graph has no input or no output layer, or more than one.
     #[error("a network needs exactly one `input` and one `output` layer, found {inputs} and {outputs}")]
     Endpoints {
@@ -135,6 +141,16 @@ impl Network {
         // Shapes first: a shape error names the layer at fault, which helps more than a
         // missing output layer further down.
         net.shapes = shape::infer(&net)?;
+        let total = net.nodes().try_fold(Cost::default(), |sum, i| {
+            let c = net.cost(i);
+            Some(Cost {
+                params: sum.params.checked_add(c.params).filter(|&p| p <= cost::MAX_COUNT)?,
+                macs: sum.macs.checked_add(c.macs).filter(|&m| m <= cost::MAX_COUNT)?,
+            })
+        });
+        if total.is_none() {
+            return Err(IrError::TooLarge);
+        }
         if endpoints.is_none() {
             return Err(IrError::Endpoints {
                 inputs: inputs.len(),

@@ -61,10 +61,24 @@ impl std::fmt::Display for Shape {
     }
 }
 
-/// Output size of a sliding window along one axis, or `None` when the window does not fit.
+/// Largest number of elements one sample's activation may have (2³²): sizes read from a
+/// file are checked against it, so no later product of them overflows.
+pub const MAX_ACTIVATION: usize = 1 << 32;
+
+/// Output size of a sliding window along one axis, or `None` when the window does not fit
+/// (or the padded size overflows).
 fn window(size: usize, kernel: usize, stride: usize, padding: usize) -> Option<usize> {
-    let padded = size + 2 * padding;
+    let padded = size.checked_add(padding.checked_mul(2)?)?;
     (stride > 0 && kernel > 0 && padded >= kernel).then(|| (padded - kernel) / stride + 1)
+}
+
+/// Elements of a shape, or `None` past [`MAX_ACTIVATION`].
+fn checked_numel(shape: Shape) -> Option<usize> {
+    shape
+        .dims()
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_ACTIVATION)
 }
 
 /// Infers every layer's output shape, failing on the first layer whose inputs do not fit.
@@ -162,13 +176,13 @@ pub(super) fn infer(net: &Network) -> Result<Vec<Shape>, IrError> {
             }
             Op::Concat => {
                 let (_, h, w) = map(inputs[0])?;
-                let mut c = 0;
+                let mut c = 0usize;
                 for s in &inputs {
                     let (ci, hi, wi) = map(*s)?;
                     if (hi, wi) != (h, w) {
                         return Err(fail(format!("inputs must share height and width, got {h}×{w} and {hi}×{wi}")));
                     }
-                    c += ci;
+                    c = c.checked_add(ci).ok_or_else(|| fail("the channel count overflows".into()))?;
                 }
                 Shape::Map { c, h, w }
             }
@@ -178,7 +192,10 @@ pub(super) fn infer(net: &Network) -> Result<Vec<Shape>, IrError> {
                     return Err(fail("stride must be positive".into()));
                 }
                 Shape::Map {
-                    c: before + c + after,
+                    c: before
+                        .checked_add(c)
+                        .and_then(|c| c.checked_add(*after))
+                        .ok_or_else(|| fail("the channel count overflows".into()))?,
                     h: h.div_ceil(*stride),
                     w: w.div_ceil(*stride),
                 }
@@ -194,6 +211,15 @@ pub(super) fn infer(net: &Network) -> Result<Vec<Shape>, IrError> {
                 }
             },
         };
+        if checked_numel(shape).is_none() {
+            return Err(fail(format!("output {shape} has more than {MAX_ACTIVATION} elements per sample")));
+        }
+        if super::cost::checked_node_cost(&node.op, &inputs, shape).is_none() {
+            return Err(fail(format!(
+                "its parameter or MAC count exceeds {} (sizes too large to count)",
+                super::cost::MAX_COUNT
+            )));
+        }
         shapes.push(shape);
     }
     Ok(shapes)

@@ -49,16 +49,18 @@ struct Constant {
     values: Vec<f64>,
 }
 
+/// The product of `dims`, or `None` when it overflows.
+fn checked_product(dims: impl IntoIterator<Item = usize>) -> Option<usize> {
+    dims.into_iter().try_fold(1usize, |a, d| a.checked_mul(d))
+}
+
 fn constant(t: &TensorProto) -> Result<Constant, String> {
     let dims: Vec<usize> = t
         .dims
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
         .collect::<Result<_, _>>()?;
-    let count = dims
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or("dimensions overflow")?;
+    let count = checked_product(dims.iter().copied()).ok_or("dimensions overflow")?;
     let values: Vec<f64> = match t.data_type {
         data_type::FLOAT if !t.raw_data.is_empty() => t
             .raw_data
@@ -76,6 +78,12 @@ fn constant(t: &TensorProto) -> Result<Constant, String> {
     };
     if values.len() != count {
         return Err(format!("{} values for dimensions {dims:?}", values.len()));
+    }
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "value {} at flat index {i} (dimensions {dims:?}); weights must be finite",
+            values[i]
+        ));
     }
     Ok(Constant { dims, values })
 }
@@ -225,6 +233,9 @@ impl Importer {
                     self.tensor(name, kind, vec![c.values.len()], &c.values);
                 }
                 let eps = attribute(node, "epsilon").map_or(1e-5, |a| a.f as f64);
+                if !(eps >= 0.0 && eps.is_finite()) {
+                    return Err(format!("epsilon = {eps} must be a finite, non-negative number"));
+                }
                 self.push(node, name, Op::BatchNorm { eps }, vec![x], rank);
             }
             "Relu" => {
@@ -315,12 +326,12 @@ impl Importer {
                 Value::Constant(c) => {
                     let shape = self.constant_input(node, 1)?.values;
                     let total = c.values.len();
-                    let known: usize = shape.iter().filter(|&&d| d > 0.0).map(|&d| d as usize).product();
+                    let known = checked_product(shape.iter().filter(|&&d| d > 0.0).map(|&d| d as usize));
                     let dims: Vec<usize> = shape
                         .iter()
-                        .map(|&d| if d < 0.0 { total / known.max(1) } else { d as usize })
+                        .map(|&d| if d < 0.0 { total / known.unwrap_or(0).max(1) } else { d as usize })
                         .collect();
-                    if dims.iter().product::<usize>() != total {
+                    if checked_product(dims.iter().copied()) != Some(total) {
                         return Err(format!("cannot reshape {:?} to {shape:?}", c.dims));
                     }
                     self.alias(node, Value::Constant(Constant { dims, values: c.values }));

@@ -8,6 +8,7 @@ use crate::deps::Dependencies;
 use crate::exec::Executable;
 use crate::importance::{Scores, keep_widths};
 use crate::ir::Network;
+use crate::search::Score;
 use crate::surgery;
 use crate::train;
 use crate::weights::Weights;
@@ -57,11 +58,21 @@ impl KeepEvaluator<'_> {
         Ok((net, exec.weights()))
     }
 
-    /// Held-out top-1 accuracy of the network cut to `keep`.
-    pub fn accuracy(&self, keep: &[Vec<usize>]) -> Result<f64, DataError> {
+    /// Held-out top-1 accuracy of the network cut to `keep`; [`Score::Failed`] when any
+    /// held-out image gives non-finite logits (the network is numerically broken, whatever
+    /// its accuracy), so such a keep-set is never mistaken for a good one.
+    pub fn accuracy(&self, keep: &[Vec<usize>]) -> Result<Score, DataError> {
         let (net, weights) = self.pruned(keep)?;
         let exec = Executable::new(&net, &weights, self.device);
-        Ok(train::evaluate(&exec, self.heldout, self.batcher, self.batch_size, self.num_classes, self.device)?.top1)
+        let result = train::evaluate(&exec, self.heldout, self.batcher, self.batch_size, self.num_classes, self.device)?;
+        Ok(if result.non_finite > 0 {
+            Score::Failed(format!(
+                "{} of {} held-out images gave non-finite logits (NaN or infinity)",
+                result.non_finite, result.images
+            ))
+        } else {
+            Score::Accuracy(result.top1)
+        })
     }
 }
 
@@ -80,8 +91,8 @@ impl CandidateEvaluator<'_> {
         self.keep.pruned(&keep_widths(self.keep.deps, self.scores, widths))
     }
 
-    /// Held-out top-1 accuracy of the candidate with these widths.
-    pub fn accuracy(&self, widths: &[usize]) -> Result<f64, DataError> {
+    /// Held-out top-1 accuracy of the candidate with these widths (see [`KeepEvaluator::accuracy`]).
+    pub fn accuracy(&self, widths: &[usize]) -> Result<Score, DataError> {
         self.keep.accuracy(&keep_widths(self.keep.deps, self.scores, widths))
     }
 }

@@ -59,6 +59,19 @@ pub enum PipelineError {
     /// The backend could not start.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The output folder is, or holds, one of the run's inputs.
+    #[error(transparent)]
+    Overwrite(#[from] crate::outputs::OverwriteError),
+    /// A file cached in the output folder belongs to another network or other settings.
+    #[error(
+        "{path} was made for another network, data set or [train] settings than this search's ({reason}); remove it, or write to another output folder"
+    )]
+    Stale {
+        /// The cached file.
+        path: String,
+        /// What differs.
+        reason: String,
+    },
     /// A file could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -99,6 +112,8 @@ pub struct Checked {
     pub target: Target,
     /// The feasible points of the coarse grid.
     pub grid: Vec<Candidate>,
+    /// The files and folders the run reads, which its outputs must not overwrite.
+    pub inputs: crate::outputs::Inputs,
 }
 
 /// Reads a search space and checks everything that can be checked without data or
@@ -108,6 +123,11 @@ pub fn check(path: &Path) -> Result<Checked, PipelineError> {
     let space = SearchSpace::load(path)?;
     space.check_files()?;
     let model = spec::load(&space.resolve(&space.model.spec))?;
+    let inputs = crate::outputs::Inputs::new()
+        .add("search space", path)
+        .model("model", &model)
+        .add_some("base weights", space.model.weights.as_ref().map(|w| space.resolve(w)).as_deref())
+        .data(&space.dataset());
     let embedded = model.embedded_weights().cloned();
     let network = model.network;
     let deps = Dependencies::analyse(&network);
@@ -129,6 +149,7 @@ pub fn check(path: &Path) -> Result<Checked, PipelineError> {
         rate_groups,
         target,
         grid,
+        inputs,
     })
 }
 
@@ -191,6 +212,79 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> PipelineError + '_ {
     }
 }
 
+/// The metadata key of the cached base network's fingerprint.
+const BASE_KEY: &str = "sacp_base";
+
+/// What the cached base network was trained for: the network, the training settings, the
+/// initialisation seed and the data set.
+fn base_key(net: &Network, config: &TrainConfig, seed: u64, dataset: &str) -> String {
+    format!(
+        "network {}; train {}; init seed {seed}; data {dataset}",
+        spec::fingerprint(net),
+        serde_json::to_string(config).expect("a config serialises")
+    )
+}
+
+/// Loads `OUT/base.safetensors` when it was trained for `key`; refuses it otherwise.
+fn load_cached_base(path: &Path, net: &Network, key: &str) -> Result<Weights, PipelineError> {
+    let (w, metadata) = weights::load_with_metadata(path)?;
+    let stale = |reason: String| PipelineError::Stale {
+        path: path.display().to_string(),
+        reason,
+    };
+    match metadata.get(BASE_KEY) {
+        Some(found) if found == key => {}
+        Some(found) => return Err(stale(format!("it records `{found}`, this search needs `{key}`"))),
+        None => return Err(stale("it carries no fingerprint".into())),
+    }
+    w.check(net, &path.display().to_string()).map_err(|e| stale(e.to_string()))?;
+    Ok(w)
+}
+
+/// Every split the run uses holds at least one of its batches, checked before any work.
+fn check_split_sizes(space: &SearchSpace, data: &DataSet, trains_base: bool) -> Result<(), PipelineError> {
+    let (train_split, heldout) = data.split(space.data.heldout, space.search.seed);
+    let field = |key: &str, message: String| PipelineError::Spec(space.error(key, message));
+    if heldout.len() < space.data.batch_size {
+        return Err(field(
+            "data.heldout",
+            format!(
+                "the held-out split of {} holds {} images (at most a fifth of its {} training images), fewer than one batch of {} (`data.batch_size`)",
+                data.name,
+                heldout.len(),
+                data.train.len(),
+                space.data.batch_size
+            ),
+        ));
+    }
+    let needs = [
+        ("train.batch_size", space.train.batch_size, trains_base),
+        ("finetune.batch_size", space.finetune.batch_size, space.finetune.epochs > 0),
+    ];
+    for (key, batch, used) in needs {
+        if used && train_split.len() < batch {
+            return Err(field(
+                key,
+                format!(
+                    "the training split of {} holds {} images, fewer than one batch of {batch}",
+                    data.name,
+                    train_split.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// gcn-rl's reward accuracy of an evaluated keep-set: a keep-set whose network gives
+/// non-finite outputs earns none.
+pub fn reward_accuracy(score: search::Score) -> f64 {
+    match score {
+        search::Score::Accuracy(a) => a,
+        search::Score::Failed(_) => 0.0,
+    }
+}
+
 /// Runs the search-space file at `path` to the end and returns the report it wrote.
 pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
     let started = Instant::now();
@@ -202,6 +296,7 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
         rate_groups,
         target,
         grid,
+        inputs,
     } = check(path)?;
     if let Some(t) = options.threads {
         space.search.threads = t;
@@ -212,6 +307,7 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
         }
     };
     let out = options.out.clone().unwrap_or_else(|| space.output_folder());
+    inputs.check_folder(&out)?;
     let log_path = out.join("candidates.jsonl");
     if !options.resume && log_path.exists() {
         return Err(LogError::Exists {
@@ -219,7 +315,6 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
         }
         .into());
     }
-    std::fs::create_dir_all(&out).map_err(io_error(&out))?;
     let input: [usize; 3] = net.shape(net.input()).dims().try_into().expect("a C×H×W input");
     let data = data::open(&space.dataset(), input)?;
     if data.num_classes != net.shape(net.output()).channels() {
@@ -234,7 +329,9 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
             )
             .into());
     }
+    check_split_sizes(&space, &data, space.model.weights.is_none() && embedded.is_none())?;
     let device = space.evaluate.backend.device()?;
+    std::fs::create_dir_all(&out).map_err(io_error(&out))?;
     say(format!(
         "sacp search: {} rate groups × {} levels, {} feasible grid points; device {device:?}",
         rate_groups.len(),
@@ -252,21 +349,23 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
         }
         None if embedded.is_some() => embedded.expect("checked"),
         None => {
+            let t = &space.train;
+            let config = training_config(t.epochs, t.batch_size, t.lr, t.max_steps, &space);
             let cached = out.join("base.safetensors");
+            let key = base_key(&net, &config, t.seed, &space.data.dataset);
             if cached.is_file() {
                 say(format!("base network: {}", cached.display()));
-                weights::load(&cached)?
+                load_cached_base(&cached, &net, &key)?
             } else {
                 say(format!("training the base network ({} epochs)", space.train.epochs));
-                let t = &space.train;
-                let config = training_config(t.epochs, t.batch_size, t.lr, t.max_steps, &space);
                 let initial = weights::initialise(&net, t.seed);
                 let checkpoint = Checkpointing {
                     path: out.join("base.checkpoint.safetensors"),
                     resume: true,
                 };
                 let summary = train_with_bar(&net, &initial, &data, &config, None, &device, &checkpoint, options.quiet)?;
-                weights::save(&summary.weights, &cached)?;
+                let metadata = std::collections::HashMap::from([(BASE_KEY.to_string(), key)]);
+                weights::save_with_metadata(&summary.weights, Some(metadata), &cached)?;
                 summary.weights
             }
         }
@@ -321,7 +420,7 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
     let rl = &space.importance.gcn_rl;
     let rl_heldout = first_batches(rl.heldout_batches);
     let rl_evaluator = keep_evaluator(&rl_heldout, rl.recalibration_batches);
-    let rl_accuracy = |keep: &[Vec<usize>]| rl_evaluator.accuracy(keep).map_err(|e| e.to_string());
+    let rl_accuracy = |keep: &[Vec<usize>]| rl_evaluator.accuracy(keep).map(reward_accuracy).map_err(|e| e.to_string());
     let rl_bar = bar(
         options.quiet || method != importance::Method::GcnRl,
         rl.episodes as u64,
@@ -387,11 +486,12 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
     let best = Mutex::new(None::<(f64, f64)>);
     let observe = |r: &Record, _from_log: bool| {
         let mut b = best.lock().expect("no observer panicked");
-        if b.is_none_or(|(acc, _)| r.heldout_accuracy > acc) {
+        if r.failed.is_none() && b.is_none_or(|(acc, _)| r.heldout_accuracy > acc) {
             *b = Some((r.heldout_accuracy, r.macs_reduction));
         }
-        let (acc, macs) = b.expect("set above");
-        progress.set_message(format!("best {:.2}% held-out at {:.1}% MACs removed", 100.0 * acc, 100.0 * macs));
+        if let Some((acc, macs)) = *b {
+            progress.set_message(format!("best {:.2}% held-out at {:.1}% MACs removed", 100.0 * acc, 100.0 * macs));
+        }
         progress.inc(1);
     };
     let mut rank = |candidates: &[Candidate]| -> Vec<f32> {
@@ -503,6 +603,7 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
         widths: layer_widths(&net, &pruned_net),
         candidates_evaluated: outcome.records.len(),
         candidates_reused: outcome.reused,
+        candidates_failed: outcome.records.iter().filter(|r| r.failed.is_some()).count(),
         feasible_grid_points: grid.len(),
         winner,
         search: serde_json::json!({
@@ -520,7 +621,8 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
         serde_json::to_string_pretty(&report).expect("a report serialises").as_bytes(),
     )
     .map_err(io_error(&report_path))?;
-    crate::report::write(&out, &report, &outcome.records).map_err(|e| PipelineError::Io {
+    let scored: Vec<_> = outcome.records.iter().filter(|r| r.failed.is_none()).cloned().collect();
+    crate::report::write(&out, &report, &scored).map_err(|e| PipelineError::Io {
         path: out.join("report.md").display().to_string(),
         source: std::io::Error::other(e.to_string()),
     })?;

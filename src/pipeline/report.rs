@@ -72,6 +72,8 @@ pub struct Report {
     pub candidates_evaluated: usize,
     /// Of those, taken from the log of an interrupted run.
     pub candidates_reused: usize,
+    /// How many candidates failed (non-finite outputs); they are logged, never winners.
+    pub candidates_failed: usize,
     /// Feasible points of the coarse grid.
     pub feasible_grid_points: usize,
     /// The winner's log record (held-out accuracy before fine-tuning).

@@ -26,9 +26,10 @@ pub fn markdown(report: &Report, records: &[Record]) -> String {
     let _ = writeln!(md, "# sacp search report\n");
     let _ = writeln!(
         md,
-        "{} candidates evaluated ({} taken from an earlier run's log) out of {} feasible grid points; {} search, {} ranking, `{}` importance, seed {}. Device: {}. {:.0} s.\n",
+        "{} candidates evaluated ({} taken from an earlier run's log, {} failed with non-finite outputs and are left out below) out of {} feasible grid points; {} search, {} ranking, `{}` importance, seed {}. Device: {}. {:.0} s.\n",
         report.candidates_evaluated,
         report.candidates_reused,
+        report.candidates_failed,
         report.feasible_grid_points,
         report.search["strategy"].as_str().unwrap_or("?"),
         report.search["ranking"].as_str().unwrap_or("?"),

@@ -30,8 +30,11 @@ pub struct Record {
     pub params_reduction: f64,
     /// Cosine similarity of its GCN embedding to the original's (when ranked by the GCN).
     pub gcn_similarity: Option<f32>,
-    /// Held-out accuracy after BatchNorm recalibration.
+    /// Held-out accuracy after BatchNorm recalibration (0 when the evaluation failed).
     pub heldout_accuracy: f64,
+    /// Why the candidate could not be scored (it never wins); absent when it was scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
     /// Seconds its evaluation took.
     pub seconds: f64,
 }
@@ -204,6 +207,7 @@ mod tests {
             params_reduction: 0.4,
             gcn_similarity: Some(0.9),
             heldout_accuracy: 0.8,
+            failed: (round == 1).then(|| "non-finite logits".to_string()),
             seconds: 1.0,
         }
     }

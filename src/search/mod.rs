@@ -32,6 +32,14 @@ pub enum SearchError {
     /// Evaluating a candidate failed.
     #[error("evaluating a candidate failed: {0}")]
     Evaluate(String),
+    /// No candidate could be scored: every evaluation failed.
+    #[error("all {count} evaluated candidates failed, none can be the winner; the first failure: {first}")]
+    AllFailed {
+        /// Candidates evaluated.
+        count: usize,
+        /// The first failure's reason.
+        first: String,
+    },
     /// The worker threads could not be started.
     #[error("cannot start {threads} worker threads: {message}")]
     Threads {
@@ -46,14 +54,25 @@ pub enum SearchError {
 pub struct Outcome {
     /// Every candidate of this search in the order they were chosen (logged or evaluated).
     pub records: Vec<Record>,
-    /// Index of the winner in `records`: best held-out accuracy, then fewest MACs.
+    /// Index of the winner in `records`: best held-out accuracy, then fewest MACs, among the
+    /// candidates that did not fail.
     pub winner: usize,
     /// How many of `records` came from the log of an earlier run.
     pub reused: usize,
 }
 
-/// Scores a candidate: its held-out accuracy (or an error message).
-pub type Evaluate<'a> = dyn Fn(&Candidate) -> Result<f64, String> + Sync + 'a;
+/// How a candidate's evaluation ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Score {
+    /// Its held-out accuracy.
+    Accuracy(f64),
+    /// It could not be scored (e.g. its network gave non-finite outputs); the reason is
+    /// logged and it never wins.
+    Failed(String),
+}
+
+/// Scores a candidate; an `Err` (e.g. unreadable data) stops the search.
+pub type Evaluate<'a> = dyn Fn(&Candidate) -> Result<Score, String> + Sync + 'a;
 /// Similarity of each candidate's GCN embedding to the original network's.
 pub type Rank<'a> = dyn FnMut(&[Candidate]) -> Vec<f32> + 'a;
 /// Sees every record as it is done, and whether it came from the log.
@@ -98,6 +117,7 @@ pub fn run(
     while done.len() < settings.budget {
         let history: Vec<Scored> = done
             .iter()
+            .filter(|(_, r)| r.failed.is_none())
             .map(|(c, r)| Scored {
                 candidate: c,
                 accuracy: r.heldout_accuracy,
@@ -139,7 +159,11 @@ pub fn run(
                         return Ok((r.clone(), true));
                     }
                     let started = Instant::now();
-                    let accuracy = evaluate(c).map_err(SearchError::Evaluate)?;
+                    let (accuracy, failed) = match evaluate(c).map_err(SearchError::Evaluate)? {
+                        Score::Accuracy(a) if a.is_finite() => (a, None),
+                        Score::Accuracy(a) => (0.0, Some(format!("held-out accuracy {a} is not a number"))),
+                        Score::Failed(reason) => (0.0, Some(reason)),
+                    };
                     let record = Record {
                         round,
                         rates: c.rates.clone(),
@@ -150,6 +174,7 @@ pub fn run(
                         params_reduction: c.params_reduction,
                         gcn_similarity: similarity.get(&c.widths).copied(),
                         heldout_accuracy: accuracy,
+                        failed,
                         seconds: started.elapsed().as_secs_f64(),
                     };
                     log.lock().expect("no writer panicked").append(&record)?;
@@ -167,14 +192,21 @@ pub fn run(
         round += 1;
     }
     let records: Vec<Record> = done.into_iter().map(|(_, r)| r).collect();
-    let winner = (0..records.len())
-        .min_by(|&a, &b| {
-            let (ra, rb) = (&records[a], &records[b]);
-            rb.heldout_accuracy
-                .total_cmp(&ra.heldout_accuracy)
-                .then(ra.macs.cmp(&rb.macs))
-                .then(a.cmp(&b))
-        })
-        .unwrap_or(0);
-    Ok(Outcome { records, winner, reused })
+    let winner = (0..records.len()).filter(|&i| records[i].failed.is_none()).min_by(|&a, &b| {
+        let (ra, rb) = (&records[a], &records[b]);
+        rb.heldout_accuracy
+            .total_cmp(&ra.heldout_accuracy)
+            .then(ra.macs.cmp(&rb.macs))
+            .then(a.cmp(&b))
+    });
+    match winner {
+        Some(winner) => Ok(Outcome { records, winner, reused }),
+        None => Err(SearchError::AllFailed {
+            count: records.len(),
+            first: records
+                .iter()
+                .find_map(|r| r.failed.clone())
+                .unwrap_or_else(|| "no candidate was evaluated".into()),
+        }),
+    }
 }

@@ -141,14 +141,23 @@ pub enum Rates {
     },
 }
 
+/// Most rate levels a space may have: a range with a tiny step is refused before any
+/// level is made.
+pub const MAX_LEVELS: usize = 1000;
+
 impl Rates {
-    /// The levels, ascending.
+    /// How many levels a `{ min, max, step }` range makes (as a float: it may be huge).
+    fn range_count(min: f64, max: f64, step: f64) -> f64 {
+        ((max - min) / step + 1e-9).floor() + 1.0
+    }
+
+    /// The levels, ascending (for a checked space: at most [`MAX_LEVELS`] of them).
     pub fn levels(&self) -> Vec<f64> {
         let mut levels = match self {
             Rates::Levels(v) => v.clone(),
             Rates::Range { min, max, step } => {
-                let n = ((max - min) / step + 1e-9).floor() as usize;
-                (0..=n).map(|i| min + i as f64 * step).collect()
+                let n = Rates::range_count(*min, *max, *step).min(MAX_LEVELS as f64) as usize;
+                (0..n).map(|i| min + i as f64 * step).collect()
             }
         };
         levels.sort_by(f64::total_cmp);
@@ -442,6 +451,15 @@ impl SearchSpace {
                 return Err(self.error(key, "must be at least 1"));
             }
         }
+        if self.data.heldout < self.data.batch_size {
+            return Err(self.error(
+                "data.heldout",
+                format!(
+                    "{} held-out images are fewer than one batch (`data.batch_size` = {}); candidates are scored on the held-out split: give at least {}",
+                    self.data.heldout, self.data.batch_size, self.data.batch_size
+                ),
+            ));
+        }
         if self.model.weights.is_none() && self.train.epochs == 0 {
             return Err(self.error(
                 "train.epochs",
@@ -502,6 +520,9 @@ impl SearchSpace {
                 if let Some((i, r)) = levels.iter().enumerate().find(|(_, r)| out_of_range(**r)) {
                     return Err(self.error(&format!("space.rates.{i}"), format!("rate {r} is outside [0, 1)")));
                 }
+                if levels.len() > MAX_LEVELS {
+                    return Err(self.error("space.rates", format!("{} levels; at most {MAX_LEVELS} are allowed", levels.len())));
+                }
             }
             Rates::Range { min, max, step } => {
                 for (key, r) in [("min", *min), ("max", *max)] {
@@ -514,6 +535,13 @@ impl SearchSpace {
                 }
                 if step.is_nan() || *step <= 0.0 {
                     return Err(self.error("space.rates.step", "must be positive"));
+                }
+                let count = Rates::range_count(*min, *max, *step);
+                if count > MAX_LEVELS as f64 {
+                    return Err(self.error(
+                        "space.rates.step",
+                        format!("{step} makes {count:.3e} levels from {min} to {max}; at most {MAX_LEVELS} are allowed: use a larger step"),
+                    ));
                 }
             }
         }

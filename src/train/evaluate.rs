@@ -19,9 +19,30 @@ pub struct Evaluation {
     pub per_class: Vec<f64>,
     /// Images evaluated.
     pub images: usize,
+    /// Images whose logits held a NaN or an infinity (each counted as wrong).
+    pub non_finite: usize,
 }
 
-/// Evaluates `exec` (eval-mode BatchNorm) on every image of `split`.
+/// Where the true class ranks in one row of logits: the number of classes ahead of it,
+/// or `None` when any logit is NaN or infinite (such a prediction is never correct).
+/// Classes ahead are those scoring strictly higher, and those scoring the same with a
+/// lower index: ties go to the lowest class index, as `argmax` picks the first maximum.
+pub fn rank_of_true_class(row: &[f32], class: usize) -> Option<usize> {
+    if row.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let mine = row[class];
+    Some(
+        row.iter()
+            .enumerate()
+            .filter(|&(i, &v)| v > mine || (v == mine && i < class))
+            .count(),
+    )
+}
+
+/// Evaluates `exec` (eval-mode BatchNorm) on every image of `split`. An image counts as
+/// correct (top-1) when all its logits are finite and its class is the strict argmax, ties
+/// going to the lowest class index (see [`rank_of_true_class`]).
 pub fn evaluate(
     exec: &Executable,
     split: &Split,
@@ -30,19 +51,18 @@ pub fn evaluate(
     num_classes: usize,
     device: &Device,
 ) -> Result<Evaluation, DataError> {
-    let (mut top1, mut top5) = (0usize, 0usize);
+    let (mut top1, mut top5, mut non_finite) = (0usize, 0usize, 0usize);
     let mut per_class = vec![(0usize, 0usize); num_classes];
     let k = num_classes.min(5);
     for positions in batches(split, batch_size) {
         let batch = batcher.batch(split, &positions, None, device)?;
         let logits = to_vec(exec.forward(batch.images));
         for (row, &class) in logits.chunks_exact(num_classes).zip(&batch.classes) {
-            let mine = row[class];
-            // Rank = how many classes score strictly higher than the true one.
-            let rank = row.iter().filter(|&&v| v > mine).count();
-            top1 += usize::from(rank == 0);
-            top5 += usize::from(rank < k);
-            per_class[class].0 += usize::from(rank == 0);
+            let rank = rank_of_true_class(row, class);
+            non_finite += usize::from(rank.is_none());
+            top1 += usize::from(rank == Some(0));
+            top5 += usize::from(rank.is_some_and(|r| r < k));
+            per_class[class].0 += usize::from(rank == Some(0));
             per_class[class].1 += 1;
         }
     }
@@ -55,6 +75,7 @@ pub fn evaluate(
             .map(|&(right, all)| if all == 0 { f64::NAN } else { right as f64 / all as f64 })
             .collect(),
         images: split.len(),
+        non_finite,
     })
 }
 

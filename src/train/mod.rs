@@ -5,7 +5,7 @@ mod evaluate;
 mod loss;
 mod sgd;
 
-pub use evaluate::{Evaluation, evaluate, recalibrate};
+pub use evaluate::{Evaluation, evaluate, rank_of_true_class, recalibrate};
 pub use sgd::Sgd;
 
 use crate::data::{DataError, DataSet, Split};
@@ -45,8 +45,11 @@ pub enum TrainError {
         /// The epoch that was running (1-based).
         epoch: usize,
     },
-    /// The loss became NaN or infinite.
-    #[error("training diverged at epoch {epoch}, step {step} (loss {loss}); lower the learning rate")]
+    /// The loss became NaN or infinite; nothing of the epoch is written, the checkpoint of
+    /// the last finished epoch (if any) stays as it was.
+    #[error(
+        "training diverged at epoch {epoch}, step {step}: the loss is {loss}; stopped without writing weights, the checkpoint of the last finished epoch (if any) is kept; lower the learning rate or check the weights"
+    )]
     Diverged {
         /// Epoch (1-based).
         epoch: usize,
@@ -202,7 +205,14 @@ pub fn train(
     let autodiff = device.clone().autodiff();
     let (train_split, heldout) = data.split(config.heldout, config.seed);
     let batcher = data.batcher();
-    let batch_size = config.batch_size.min(train_split.len()).max(1);
+    crate::data::require_batch(
+        data,
+        &train_split,
+        config.batch_size,
+        "training",
+        "lower the batch size or use a larger data set",
+    )?;
+    let batch_size = config.batch_size;
     let steps_per_epoch = (train_split.len() / batch_size)
         .max(1)
         .min(config.max_steps_per_epoch.unwrap_or(usize::MAX).max(1));
@@ -254,7 +264,7 @@ pub fn train(
         images += seen;
         last_loss = loss_sum / seen as f64;
         if let Some(ck) = checkpoint {
-            save_checkpoint(&ck.path, &exec.weights(), &sgd, epoch + 1, config)?;
+            save_checkpoint(&ck.path, net, &exec.weights(), &sgd, epoch + 1, config)?;
         }
     }
     let weights = exec.weights();
@@ -274,19 +284,24 @@ pub fn train(
     })
 }
 
-/// Settings that must match for a checkpoint to be resumed (the epoch count may grow).
-fn fingerprint(config: &TrainConfig) -> String {
+/// Settings that must match for a checkpoint to be resumed (the epoch count may grow):
+/// the network's fingerprint and the training settings.
+fn fingerprint(net: &Network, config: &TrainConfig) -> String {
     let mut c = config.clone();
     c.epochs = 0;
-    serde_json::to_string(&c).expect("a config serialises")
+    format!(
+        "network {} {}",
+        crate::spec::fingerprint(net),
+        serde_json::to_string(&c).expect("a config serialises")
+    )
 }
 
-fn save_checkpoint(path: &Path, weights: &Weights, sgd: &Sgd, epoch: usize, config: &TrainConfig) -> Result<(), TrainError> {
+fn save_checkpoint(path: &Path, net: &Network, weights: &Weights, sgd: &Sgd, epoch: usize, config: &TrainConfig) -> Result<(), TrainError> {
     let mut all = weights.clone();
     all.tensors.extend(sgd.state());
     let metadata = HashMap::from([
         ("epoch".to_string(), epoch.to_string()),
-        ("config".to_string(), fingerprint(config)),
+        ("config".to_string(), fingerprint(net, config)),
     ]);
     Ok(weights::save_with_metadata(&all, Some(metadata), path)?)
 }
@@ -309,9 +324,9 @@ fn load_checkpoint(
         .get("epoch")
         .and_then(|e| e.parse().ok())
         .ok_or_else(|| fail("not a sacp checkpoint (no epoch in its metadata)".into()))?;
-    if metadata.get("config") != Some(&fingerprint(config)) {
+    if metadata.get("config") != Some(&fingerprint(net, config)) {
         return Err(fail(format!(
-            "written with other training settings ({}); resume with the same settings or start afresh",
+            "written for another network or with other training settings ({}); resume with the same network and settings, or start afresh",
             metadata.get("config").cloned().unwrap_or_default()
         )));
     }

@@ -61,20 +61,24 @@ pub fn load_with_metadata(path: &Path) -> Result<(Weights, HashMap<String, Strin
         file: file.clone(),
         source,
     })?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| WeightError::Format {
-        file: file.clone(),
+    from_bytes(&bytes, &file)
+}
+
+/// Parses a safetensors file's bytes (`file` names it in errors): every tensor must be F32
+/// and every value finite; the error names the first tensor and index that is not.
+pub fn from_bytes(bytes: &[u8], file: &str) -> Result<(Weights, HashMap<String, String>), WeightError> {
+    let format = |e: safetensors::SafeTensorError| WeightError::Format {
+        file: file.to_string(),
         reason: e.to_string(),
-    })?;
+    };
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(format)?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let parsed = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| WeightError::Format {
-        file: file.clone(),
-        reason: e.to_string(),
-    })?;
+    let parsed = safetensors::SafeTensors::deserialize(bytes).map_err(format)?;
     let mut weights = Weights::default();
     for (name, view) in parsed.tensors() {
         if view.dtype() != Dtype::F32 {
             return Err(WeightError::Dtype {
-                file,
+                file: file.to_string(),
                 name,
                 dtype: format!("{:?}", view.dtype()),
             });
@@ -84,13 +88,12 @@ pub fn load_with_metadata(path: &Path) -> Result<(Weights, HashMap<String, Strin
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        weights.tensors.insert(
-            name,
-            WeightTensor {
-                shape: view.shape().to_vec(),
-                data,
-            },
-        );
+        let tensor = WeightTensor {
+            shape: view.shape().to_vec(),
+            data,
+        };
+        tensor.check_finite(file, &name)?;
+        weights.tensors.insert(name, tensor);
     }
     Ok((weights, metadata))
 }

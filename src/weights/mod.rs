@@ -7,7 +7,7 @@ mod init;
 mod io;
 
 pub use init::initialise;
-pub use io::{load, load_with_metadata, save, save_with_metadata, write_atomic};
+pub use io::{from_bytes, load, load_with_metadata, save, save_with_metadata, write_atomic};
 
 use crate::ir::{Network, Op};
 use petgraph::graph::NodeIndex;
@@ -48,6 +48,20 @@ pub enum WeightError {
         /// The stored type.
         dtype: String,
     },
+    /// A tensor holds a NaN or an infinity.
+    #[error("{file}: tensor `{name}` holds {value} at index {index:?} (shape {shape:?}); weights must be finite")]
+    NonFinite {
+        /// The weight file.
+        file: String,
+        /// Tensor name.
+        name: String,
+        /// The offending value (NaN, inf or -inf).
+        value: f32,
+        /// Its position, one index per dimension.
+        index: Vec<usize>,
+        /// The tensor's shape.
+        shape: Vec<usize>,
+    },
     /// The file is not valid safetensors.
     #[error("{file}: not a valid safetensors file: {reason}")]
     Format {
@@ -83,6 +97,26 @@ impl WeightTensor {
             shape,
             data: vec![value; n],
         }
+    }
+
+    /// Fails on the first NaN or infinity, naming `name` in `file` and its index per dimension.
+    pub fn check_finite(&self, file: &str, name: &str) -> Result<(), WeightError> {
+        let Some(flat) = self.data.iter().position(|v| !v.is_finite()) else {
+            return Ok(());
+        };
+        let mut index = vec![0; self.shape.len()];
+        let mut rest = flat;
+        for (slot, &dim) in index.iter_mut().zip(&self.shape).rev() {
+            *slot = rest % dim.max(1);
+            rest /= dim.max(1);
+        }
+        Err(WeightError::NonFinite {
+            file: file.to_string(),
+            name: name.to_string(),
+            value: self.data[flat],
+            index,
+            shape: self.shape.clone(),
+        })
     }
 
     /// Keeps the entries at `indices` along `axis`, in that order.

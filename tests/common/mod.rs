@@ -1,17 +1,22 @@
-//! Helpers shared by the integration tests.
-#![allow(dead_code)]
+//! Helpers shared by the integration tests: zoo networks, random weights and inputs, ONNX
+//! Runtime runs, and the one NaN-aware comparison every test uses.
+#![allow(dead_code)] // each test file uses some of them
 
+use burn::tensor::Device;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sacp::deps::Dependencies;
+use sacp::importance::{Allocation, Method};
 use sacp::ir::Network;
 use sacp::models::{ZooConfig, build};
+use sacp::prune::{Pruned, Request, one_shot};
 use sacp::weights::{self, Weights};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A zoo network from its spec under `models/`, optionally with a smaller input.
 pub fn zoo(file: &str, input: Option<[usize; 3]>) -> Network {
-    let spec = sacp::spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(file)).unwrap();
+    let spec = sacp::spec::load(&root().join("models").join(file)).unwrap();
     match input {
         None => spec.network,
         Some(input) => build(&ZooConfig {
@@ -69,8 +74,69 @@ pub fn random_input(net: &Network, batch: usize, seed: u64) -> (Vec<f32>, [usize
     ((0..shape.iter().product()).map(|_| rng.random_range(-1.0..1.0)).collect(), shape)
 }
 
-/// Largest absolute difference of two equally long slices.
+/// Largest absolute difference of two equally long slices. Panics (failing the test) when
+/// either side holds a NaN or an infinity: a comparison with a non-finite value proves
+/// nothing, whichever way the test reads the difference.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
+    assert_eq!(a.len(), b.len(), "compared slices differ in length");
+    for (side, values) in [("left", a), ("right", b)] {
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            panic!(
+                "the {side} side holds {} at index {i}: non-finite values never compare equal",
+                values[i]
+            );
+        }
+    }
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `model` on `input` (`dims` = N, C, H, W) in ONNX Runtime after `onnx.checker`,
+/// through `tests/common/onnx_run.py`; returns the first output.
+pub fn onnx_runtime(model: &Path, input: &[f32], dims: [usize; 4]) -> Vec<f32> {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = (dir.path().join("x.bin"), dir.path().join("y.bin"));
+    std::fs::write(&x, input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let run = Command::new("python3")
+        .arg(root().join("tests/common/onnx_run.py"))
+        .arg(model)
+        .arg(&x)
+        .args(dims.map(|d| d.to_string()))
+        .arg(&y)
+        .output()
+        .expect("python3 runs (.ci/run installs onnxruntime and onnx)");
+    assert!(
+        run.status.success(),
+        "{}: {}",
+        model.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::read(&y)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// The network pruned to half its MACs (l1 importance, uniform allocation).
+pub fn half_macs_l1(net: &Network, weights: &Weights, device: &Device) -> Pruned {
+    one_shot(&Request {
+        net,
+        weights,
+        method: Method::L1,
+        target: 0.5,
+        allocation: Allocation::Uniform,
+        max_ratio: 0.9,
+        seed: 0,
+        device,
+        probe: None,
+        gcn: Default::default(),
+        gcn_cache: None,
+        gcn_rl: None,
+    })
+    .unwrap()
 }
