@@ -12,11 +12,12 @@
 
 use burn::tensor::Device;
 use clap::ValueEnum;
+use sacp::channels::Allocation;
 use sacp::deps::Dependencies;
 use sacp::exec::Executable;
 use sacp::gcn::GcnConfig;
 use sacp::gcn_rl::{GcnRlConfig, Setup};
-use sacp::importance::{Allocation, Method};
+use sacp::importance::Method;
 use sacp::pipeline::KeepEvaluator;
 use sacp::prune::{Request, one_shot};
 use sacp::train::{self, TrainConfig};

@@ -14,9 +14,10 @@
 use burn::tensor::Device;
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
+use sacp::channels::{self, keep_widths};
 use sacp::deps::Dependencies;
 use sacp::gcn::{Encoder, GcnConfig, mask_of};
-use sacp::importance::{self, Context, Method, keep_widths};
+use sacp::importance::{self, Context, Method};
 use sacp::ir::Network;
 use sacp::pipeline::{CandidateEvaluator, KeepEvaluator};
 use sacp::search::candidates::{Candidate, Layout, Target};
@@ -54,7 +55,7 @@ struct Bench<'a> {
 }
 
 /// Runs an exhaustive, unranked search of `budget` candidates; returns records and seconds.
-fn evaluate_all(b: &Bench, scores: &importance::Scores, threads: usize, budget: usize, target: Target) -> (Vec<search::log::Record>, f64) {
+fn evaluate_all(b: &Bench, scores: &channels::Scores, threads: usize, budget: usize, target: Target) -> (Vec<search::log::Record>, f64) {
     let device = Device::flex();
     let deps = Dependencies::analyse(b.net);
     let layout = Layout::new(b.net, &deps, per_stage(b.net, &deps), vec![0.0, 0.25, 0.5, 0.75]);
@@ -132,7 +133,7 @@ fn throughput() -> anyhow::Result<()> {
         let net = spec::load(&root.join(spec_file))?.network;
         let w = weights::initialise(&net, 0);
         let deps = Dependencies::analyse(&net);
-        let scores = importance::l1_scores(&net, &w, &deps);
+        let scores = channels::l1_scores(&net, &w, &deps);
         let set = data::open(&data_name, input)?;
         let bench = Bench {
             net: &net,

@@ -1,8 +1,9 @@
 //! One-shot pruning to a MAC target: score channels, choose the keep-set, cut.
 
+use crate::channels::{self, Allocation};
 use crate::deps::Dependencies;
 use crate::gcn::{Encoder, GcnConfig};
-use crate::importance::{self, Allocation, Context, ImportanceError, Method};
+use crate::importance::{self, Context, ImportanceError, Method};
 use crate::ir::Network;
 use crate::surgery;
 use crate::weights::Weights;
@@ -76,7 +77,7 @@ pub fn one_shot(request: &Request) -> Result<Pruned, ImportanceError> {
         gcn_rl: request.gcn_rl,
     };
     let scores = importance::score(request.method, &context)?;
-    let keep = importance::select(request.net, &deps, &scores, request.target, request.allocation, request.max_ratio)?;
+    let keep = channels::select(request.net, &deps, &scores, request.target, request.allocation, request.max_ratio)?;
     let (network, weights) = surgery::prune(request.net, request.weights, &deps, &keep).expect("selected keep-sets are valid");
     let (before, after) = (request.net.total_cost(), network.total_cost());
     Ok(Pruned {

@@ -5,10 +5,11 @@
 //! Missing data is a failure, not a skip.
 
 use burn::tensor::Device;
+use sacp::channels::Allocation;
 use sacp::deps::Dependencies;
 use sacp::exec::Executable;
 use sacp::gcn::GcnConfig;
-use sacp::importance::{Allocation, Method};
+use sacp::importance::Method;
 use sacp::prune::{Request, one_shot};
 use sacp::train::{self, TrainConfig};
 use sacp::{data, spec, surgery, weights};

@@ -4,10 +4,11 @@
 
 use burn::tensor::{Device, Tensor};
 use common::root;
+use sacp::channels::Allocation;
 use sacp::data::{self, DataSet, Split};
 use sacp::deps::Dependencies;
 use sacp::gcn_rl::{self, GcnRlConfig, Setup};
-use sacp::importance::{Allocation, Method};
+use sacp::importance::Method;
 use sacp::ir::Network;
 use sacp::pipeline::KeepEvaluator;
 use sacp::prune::{Request, one_shot};

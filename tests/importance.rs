@@ -6,11 +6,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
+use sacp::channels::{Allocation, l1_scores};
 use sacp::deps::Dependencies;
 use sacp::gcn::{Encoder, GcnConfig, mask_of};
 use sacp::gcn_rl::{GcnRlConfig, Setup};
 use sacp::importance::ImportanceError;
-use sacp::importance::{Allocation, Method, l1_scores};
+use sacp::importance::Method;
 use sacp::prune::{Request, one_shot};
 
 #[test]

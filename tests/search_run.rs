@@ -340,7 +340,7 @@ fn a_candidate_with_non_finite_outputs_is_logged_as_failed_and_never_wins() {
     let net = vgg8();
     let deps = Dependencies::analyse(&net);
     let base = weights::load(base_weights()).unwrap();
-    let scores = sacp::importance::l1_scores(&net, &base, &deps);
+    let scores = sacp::channels::l1_scores(&net, &base, &deps);
     // The classifier's hidden layer (256 channels): its least important channel is kept only
     // when the group is not pruned. Poison that channel's column of the last linear layer,
     // so every candidate that keeps it gives NaN logits.

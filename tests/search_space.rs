@@ -160,8 +160,8 @@ fn gcn_rl_settings() {
     let path = dir.path().join("space.toml");
     std::fs::write(&path, with("episodes = 3\nlr = 0.05")).unwrap();
     let checked = pipeline::check(&path).unwrap();
-    assert_eq!(checked.space.importance.gcn_rl.episodes, 3);
-    assert_eq!(checked.space.search.importance, sacp::importance::Method::GcnRl);
+    assert_eq!(checked.settings.gcn_rl.episodes, 3);
+    assert_eq!(checked.settings.method, sacp::importance::Method::GcnRl);
     // Each bad setting is named with its line.
     assert_error(&with("actions = 1"), "actions = 1", "`importance.gcn_rl.actions`", "at least 2");
     assert_error(&with("lr = -0.1"), "lr = -0.1", "`importance.gcn_rl.lr`", "positive");

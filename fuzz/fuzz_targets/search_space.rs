@@ -1,7 +1,7 @@
 //! Fuzzes the search-space check: any text gives a checked space or an error (with a file
 //! and, where known, a line), never a panic or an allocation the check did not bound. The
-//! whole check runs, against ResNet-20: keys and ranges, rate groups, the space's size and
-//! the feasible grid.
+//! whole check runs, against ResNet-20: keys and ranges, the other stages' settings, rate
+//! groups, the space's size and the feasible grid.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -24,6 +24,9 @@ static NETWORK: LazyLock<sacp::ir::Network> = LazyLock::new(|| {
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(space) = SearchSpace::parse(text, Path::new("fuzz.toml")) else { return };
+    if sacp::pipeline::interpret(&space).is_err() {
+        return;
+    }
     let net = &*NETWORK;
     let deps = sacp::deps::Dependencies::analyse(net);
     let Ok(groups) = clusters::rate_groups(&space, net, &deps) else { return };

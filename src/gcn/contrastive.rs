@@ -1,8 +1,8 @@
 //! Contrastive training of the encoder (InfoNCE against the unpruned network).
 
 use super::{GcnConfig, GcnModel, GraphInput, normalise};
+use crate::channels::Scores;
 use crate::deps::Dependencies;
-use crate::importance::Scores;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;

@@ -11,8 +11,8 @@ mod model;
 pub use features::{FEATURES, GraphInput};
 pub use model::{Dense, GcnModel};
 
+use crate::channels::Scores;
 use crate::deps::Dependencies;
-use crate::importance::Scores;
 use crate::ir::Network;
 use crate::weights::{self, WeightError, WeightTensor, Weights};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -128,7 +128,7 @@ impl Encoder {
     pub fn train(net: &Network, weights: &Weights, deps: &Dependencies, config: &GcnConfig, device: &Device) -> Encoder {
         let device = device.clone().autodiff();
         let graph = GraphInput::new(net, weights, deps, &device);
-        let l1 = crate::importance::l1_scores(net, weights, deps);
+        let l1 = crate::channels::l1_scores(net, weights, deps);
         let (model, losses) = contrastive::train(&graph, deps, &l1, config, &device);
         Encoder {
             graph,

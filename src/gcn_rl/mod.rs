@@ -15,8 +15,8 @@ mod graph;
 pub use agent::{Agents, GraphTensors};
 pub use graph::{ChannelGraph, NODE_FEATURES};
 
+use crate::channels::{Scores, channel_activations, l1_scores, macs_reduction};
 use crate::deps::Dependencies;
-use crate::importance::{Scores, channel_activations, l1_scores, macs_reduction};
 use crate::ir::Network;
 use crate::spec::SpecError;
 use crate::tomlpos::{line_of_key, toml_error};
@@ -99,25 +99,15 @@ impl GcnRlConfig {
     }
 
     /// Reads `[importance.gcn_rl]` from a TOML file (a search space or a file of its own;
-    /// other tables are ignored); defaults where the table or a key is absent.
+    /// other tables are ignored); defaults where the table or a key is absent. The values
+    /// are checked ([`GcnRlConfig::problem`]).
     pub fn load(path: &Path) -> Result<GcnRlConfig, SpecError> {
         let text = std::fs::read_to_string(path).map_err(|e| SpecError {
             file: path.display().to_string(),
             line: None,
             message: e.to_string(),
         })?;
-        #[derive(serde::Deserialize, Default)]
-        struct Importance {
-            #[serde(default)]
-            gcn_rl: GcnRlConfig,
-        }
-        #[derive(serde::Deserialize)]
-        struct File {
-            #[serde(default)]
-            importance: Importance,
-        }
-        let file: File = toml::from_str(&text).map_err(|e| toml_error(&text, path, &e))?;
-        let config = file.importance.gcn_rl;
+        let config = GcnRlConfig::parse(&text, path)?;
         match config.problem() {
             Some((key, message)) => {
                 let key = format!("importance.gcn_rl.{key}");
@@ -129,6 +119,24 @@ impl GcnRlConfig {
             }
             None => Ok(config),
         }
+    }
+
+    /// Parses `[importance.gcn_rl]` of a TOML text (`path` names it in errors); defaults
+    /// where the table or a key is absent, an unknown key is an error. The values are not
+    /// checked.
+    pub fn parse(text: &str, path: &Path) -> Result<GcnRlConfig, SpecError> {
+        #[derive(serde::Deserialize, Default)]
+        struct Importance {
+            #[serde(default)]
+            gcn_rl: GcnRlConfig,
+        }
+        #[derive(serde::Deserialize)]
+        struct File {
+            #[serde(default)]
+            importance: Importance,
+        }
+        let file: File = toml::from_str(text).map_err(|e| toml_error(text, path, &e))?;
+        Ok(file.importance.gcn_rl)
     }
 }
 

@@ -1,27 +1,18 @@
-//! Channel importance behind one interface, and the choice of channels to keep for a MAC
-//! reduction target. `gcn` is the method ([`crate::gcn`]); `l1`, `l2`, `bn_scale`, `random`
-//! and `similarity` are the baselines every comparison is made against; `gcn-rl` is the
-//! second seed's method ([`crate::gcn_rl`]).
+//! Channel importance behind one interface: [`score`] chooses among the methods. `gcn` is
+//! the method ([`crate::gcn`]); `l1`, `l2`, `bn_scale`, `random` and `similarity` are the
+//! baselines every comparison is made against; `gcn-rl` is the second seed's method
+//! ([`crate::gcn_rl`]). The vocabulary they share (scores, keep-sets, magnitude criteria)
+//! lives below them, in [`crate::channels`].
 
-mod allocate;
-mod magnitude;
 mod similarity;
 
-pub use allocate::{Allocation, keep_widths, macs_reduction, select};
-pub use similarity::channel_activations;
-
-use magnitude::Norm;
-
+use crate::channels::{Norm, Scores, SelectError, bn_scale, filter_norms};
 use crate::deps::Dependencies;
 use crate::ir::Network;
 use crate::weights::Weights;
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-
-/// Importance of every channel: one list per dependency group (empty for pinned groups).
-/// Higher means more important; values are comparable across groups.
-pub type Scores = Vec<Vec<f32>>;
 
 /// The importance methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -80,21 +71,9 @@ pub enum ImportanceError {
     /// A method needs images and none were given.
     #[error("importance `{0}` needs data: give --data KIND:PATH")]
     NeedsData(&'static str),
-    /// The target cannot be reached within the space allowed.
-    #[error(
-        "a MAC reduction of {target:.1}% is out of reach: at most {reachable:.1}% with every group keeping at least {keep_min:.0}% of its channels"
-    )]
-    Unreachable {
-        /// The target, in percent.
-        target: f64,
-        /// The largest reduction reachable, in percent.
-        reachable: f64,
-        /// The least share of channels a group keeps, in percent.
-        keep_min: f64,
-    },
-    /// The target is not a fraction in [0, 1).
-    #[error("MAC reduction {0} must be in [0, 1)")]
-    BadTarget(f64),
+    /// No keep-set meets the target.
+    #[error(transparent)]
+    Select(#[from] SelectError),
     /// The GCN failed.
     #[error(transparent)]
     Gcn(#[from] crate::gcn::GcnError),
@@ -126,17 +105,12 @@ pub struct Context<'a> {
     pub gcn_rl: Option<crate::gcn_rl::Setup<'a>>,
 }
 
-/// The `l1` scores without a full [`Context`] (the GCN's positives are pruned by them).
-pub fn l1_scores(net: &Network, weights: &Weights, deps: &Dependencies) -> Scores {
-    magnitude::filter_norms(net, weights, deps, Norm::L1)
-}
-
 /// Scores every channel of every prunable group with `method`.
 pub fn score(method: Method, ctx: &Context) -> Result<Scores, ImportanceError> {
     Ok(match method {
-        Method::L1 => magnitude::filter_norms(ctx.net, ctx.weights, ctx.deps, Norm::L1),
-        Method::L2 => magnitude::filter_norms(ctx.net, ctx.weights, ctx.deps, Norm::L2),
-        Method::BnScale => magnitude::bn_scale(ctx.net, ctx.weights, ctx.deps),
+        Method::L1 => filter_norms(ctx.net, ctx.weights, ctx.deps, Norm::L1),
+        Method::L2 => filter_norms(ctx.net, ctx.weights, ctx.deps, Norm::L2),
+        Method::BnScale => bn_scale(ctx.net, ctx.weights, ctx.deps),
         Method::Random => {
             let mut rng = StdRng::seed_from_u64(ctx.seed);
             ctx.deps

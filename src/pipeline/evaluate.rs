@@ -3,10 +3,10 @@
 //! statistics, measure held-out accuracy. Deterministic: the recalibration batches and the
 //! held-out images are fixed.
 
+use crate::channels::{Scores, keep_widths};
 use crate::data::{Batcher, DataError, Split};
 use crate::deps::Dependencies;
 use crate::exec::Executable;
-use crate::importance::{Scores, keep_widths};
 use crate::ir::Network;
 use crate::search::Score;
 use crate::surgery;

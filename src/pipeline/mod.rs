@@ -5,16 +5,21 @@
 //! `report.md` and its SVG plots beside the log.
 
 mod evaluate;
-mod report;
+mod measure;
+mod settings;
 
 pub use evaluate::{CandidateEvaluator, KeepEvaluator};
-pub use report::{LayerWidth, RateGroupReport, Report, Side, latency_ms, layer_widths};
+pub use measure::latency_ms;
+pub use settings::{StageSettings, fingerprint, interpret};
 
+use crate::report::{RateGroupReport, Report, Side, layer_widths};
+
+use crate::channels::keep_widths;
 use crate::data::{self, DataError, DataSet};
 use crate::deps::Dependencies;
 use crate::exec::{BackendError, Executable};
-use crate::gcn::{self, Encoder, GcnConfig, GcnError};
-use crate::importance::{self, Context, ImportanceError, keep_widths};
+use crate::gcn::{self, Encoder, GcnError};
+use crate::importance::{self, Context, ImportanceError};
 use crate::ir::Network;
 use crate::search::candidates::{Candidate, Layout, Target, check_space};
 use crate::search::log::{Header, Log, LogError, Record};
@@ -114,6 +119,8 @@ pub struct Checked {
     pub grid: Vec<Candidate>,
     /// The files and folders the run reads, which its outputs must not overwrite.
     pub inputs: crate::outputs::Inputs,
+    /// The settings of the stages around the search, interpreted.
+    pub settings: StageSettings,
 }
 
 /// Reads a search space and checks everything that can be checked without data or
@@ -121,6 +128,7 @@ pub struct Checked {
 /// the space and whether the targets are reachable.
 pub fn check(path: &Path) -> Result<Checked, PipelineError> {
     let space = SearchSpace::load(path)?;
+    let settings = interpret(&space)?;
     space.check_files()?;
     let model = spec::load(&space.resolve(&space.model.spec))?;
     let inputs = crate::outputs::Inputs::new()
@@ -150,6 +158,7 @@ pub fn check(path: &Path) -> Result<Checked, PipelineError> {
         target,
         grid,
         inputs,
+        settings,
     })
 }
 
@@ -297,6 +306,7 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
         target,
         grid,
         inputs,
+        settings,
     } = check(path)?;
     if let Some(t) = options.threads {
         space.search.threads = t;
@@ -330,7 +340,7 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
             .into());
     }
     check_split_sizes(&space, &data, space.model.weights.is_none() && embedded.is_none())?;
-    let device = space.evaluate.backend.device()?;
+    let device = settings.backend.device()?;
     std::fs::create_dir_all(&out).map_err(io_error(&out))?;
     say(format!(
         "sacp search: {} rate groups × {} levels, {} feasible grid points; device {device:?}",
@@ -372,13 +382,9 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
     };
 
     // Channel scores and the GCN encoder.
-    let gcn_config = GcnConfig {
-        steps: space.search.gcn_steps,
-        seed: space.search.seed,
-        ..GcnConfig::default()
-    };
+    let gcn_config = settings.gcn.clone();
     let weights_key = gcn::cache_key(&net, &base_weights, &gcn_config);
-    let method = space.search.importance;
+    let method = settings.method;
     let needs_encoder = method == importance::Method::Gcn || space.search.ranking == Ranking::Gcn;
     let encoder = if needs_encoder {
         say("GCN encoder: training (or loading from the output folder)".into());
@@ -417,7 +423,7 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
         seed: space.search.seed,
         device: &device,
     };
-    let rl = &space.importance.gcn_rl;
+    let rl = &settings.gcn_rl;
     let rl_heldout = first_batches(rl.heldout_batches);
     let rl_evaluator = keep_evaluator(&rl_heldout, rl.recalibration_batches);
     let rl_accuracy = |keep: &[Vec<usize>]| rl_evaluator.accuracy(keep).map(reward_accuracy).map_err(|e| e.to_string());
@@ -464,7 +470,7 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
     // The search.
     let layout = Layout::new(&net, &deps, rate_groups.clone(), space.levels());
     let header = Header::new(
-        format!("{}-{weights_key}", space.fingerprint()),
+        format!("{}-{weights_key}", fingerprint(&space, &settings)),
         rate_groups.iter().map(|g| g.name.clone()).collect(),
     );
     let (log, logged) = Log::open(&log_path, &header, options.resume)?;
@@ -608,7 +614,7 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
         winner,
         search: serde_json::json!({
             "strategy": space.search.strategy, "ranking": space.search.ranking,
-            "importance": space.search.importance, "budget": space.search.budget,
+            "importance": settings.method, "budget": space.search.budget,
             "gcn_top_m": space.search.gcn_top_m, "seed": space.search.seed,
         }),
         constraints: serde_json::to_value(&space.constraints).expect("constraints serialise"),

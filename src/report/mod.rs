@@ -3,9 +3,11 @@
 //! widths; plots of every candidate (accuracy vs MACs with the Pareto front and the
 //! winner), of the channels per layer and of the search's progress.
 
+mod data;
 pub mod plots;
 
-use crate::pipeline::Report;
+pub use data::{LayerWidth, RateGroupReport, Report, Side, layer_widths};
+
 use crate::search::log::Record;
 use crate::weights::write_atomic;
 use std::fmt::Write;

@@ -1,6 +1,6 @@
 //! SVG plots of a search, drawn with plotters.
 
-use crate::pipeline::LayerWidth;
+use super::LayerWidth;
 use crate::search::log::Record;
 use plotters::prelude::*;
 

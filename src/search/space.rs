@@ -2,9 +2,12 @@
 //! combinations to consider, under which constraints, how to search, evaluate, fine-tune,
 //! and where to write. Every field is checked before any work; errors name the file, the
 //! line and the key. The fields are documented in README.md and `search_spaces/`.
+//!
+//! The settings of the other stages (the backend, the importance method and its options,
+//! the GCN's training steps, the data set's kind) are plain data here: the stages that use
+//! them interpret and check them (`pipeline::settings`), so the search depends on none of
+//! those stages.
 
-use crate::exec::Backend;
-use crate::importance::Method;
 use crate::spec::SpecError;
 use crate::tomlpos::{line_of_key, toml_error};
 use serde::{Deserialize, Serialize};
@@ -256,10 +259,11 @@ pub struct SearchSection {
     pub pool: usize,
     /// How the top-m are picked from the pool.
     pub ranking: Ranking,
-    /// How channels are chosen inside a group once its width is fixed.
-    pub importance: Method,
-    /// Training steps of the GCN encoder.
-    pub gcn_steps: usize,
+    /// How channels are chosen inside a group once its width is fixed: an importance
+    /// method's name (`gcn`, `l1`, ...), interpreted by the pipeline.
+    pub importance: String,
+    /// Training steps of the GCN encoder (absent: the encoder's default).
+    pub gcn_steps: Option<usize>,
     /// Seed of every random choice.
     pub seed: u64,
     /// Candidates evaluated at once (0: one per core). Results do not depend on it.
@@ -274,28 +278,30 @@ impl Default for SearchSection {
             gcn_top_m: 8,
             pool: 256,
             ranking: Ranking::Gcn,
-            importance: Method::Gcn,
-            gcn_steps: crate::gcn::GcnConfig::default().steps,
+            importance: "gcn".into(),
+            gcn_steps: None,
             seed: 0,
             threads: 0,
         }
     }
 }
 
-/// `[importance]`: settings of the importance methods that have any.
+/// `[importance]`: settings of the importance methods that have any, as written (the
+/// methods read their own tables).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImportanceSection {
     /// `[importance.gcn_rl]`: the agents of `importance = "gcn-rl"`.
-    pub gcn_rl: crate::gcn_rl::GcnRlConfig,
+    pub gcn_rl: toml::Table,
 }
 
 /// `[evaluate]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvaluateSection {
-    /// `auto` (wgpu on a hardware GPU, else CPU), `cpu` or `wgpu`.
-    pub backend: Backend,
+    /// `auto` (wgpu on a hardware GPU, else CPU), `cpu` or `wgpu`; interpreted by the
+    /// pipeline.
+    pub backend: String,
     /// Training batches that re-estimate BatchNorm statistics before scoring.
     pub recalibration_batches: usize,
     /// Held-out batches a candidate is scored on (0: all of the held-out split).
@@ -307,7 +313,7 @@ pub struct EvaluateSection {
 impl Default for EvaluateSection {
     fn default() -> Self {
         EvaluateSection {
-            backend: Backend::Auto,
+            backend: "auto".into(),
             recalibration_batches: 20,
             heldout_batches: 0,
             latency_batch: 32,
@@ -423,20 +429,11 @@ impl SearchSpace {
 
     /// Checks that need no network and no file: ranges, counts, patterns.
     fn check(&self) -> Result<(), SpecError> {
-        match self.data.dataset.split_once(':') {
-            None => {
-                return Err(self.error(
-                    "data.dataset",
-                    "expected KIND:PATH, e.g. \"fashion-mnist:data/fashion-mnist-subset\"",
-                ));
-            }
-            Some((kind, _)) if !crate::data::KINDS.contains(&kind) => {
-                return Err(self.error(
-                    "data.dataset",
-                    format!("unknown kind `{kind}`; valid: {}", crate::data::KINDS.join(", ")),
-                ));
-            }
-            _ => {}
+        if !self.data.dataset.contains(':') {
+            return Err(self.error(
+                "data.dataset",
+                "expected KIND:PATH, e.g. \"fashion-mnist:data/fashion-mnist-subset\"",
+            ));
         }
         for (key, value) in [
             ("data.batch_size", self.data.batch_size),
@@ -471,7 +468,6 @@ impl SearchSpace {
             return Err(self.error("space.max_combinations", "must be at least 1"));
         }
         self.check_constraints()?;
-        self.check_importance()?;
         match (self.space.clustering, self.space.clusters.is_empty()) {
             (Clustering::Explicit, true) => {
                 return Err(self.error(
@@ -548,22 +544,6 @@ impl SearchSpace {
         Ok(())
     }
 
-    fn check_importance(&self) -> Result<(), SpecError> {
-        if self.search.importance != Method::GcnRl {
-            return Ok(());
-        }
-        if self.constraints.macs_reduction.is_none() {
-            return Err(self.error(
-                "search.importance",
-                "`gcn-rl` rewards meeting a MAC target: give `constraints.macs_reduction`",
-            ));
-        }
-        match self.importance.gcn_rl.problem() {
-            Some((key, message)) => Err(self.error(&format!("importance.gcn_rl.{key}"), message)),
-            None => Ok(()),
-        }
-    }
-
     fn check_constraints(&self) -> Result<(), SpecError> {
         let c = &self.constraints;
         if c.macs_reduction.is_none() && c.params_reduction.is_none() {
@@ -601,25 +581,5 @@ impl SearchSpace {
             return Err(self.error("data.dataset", format!("{} does not exist", self.resolve(path).display())));
         }
         Ok(())
-    }
-
-    /// A hash of everything that decides which candidates are evaluated and how they score
-    /// (not the budget, `[finetune]` or `[output]`): a log written under another fingerprint cannot be
-    /// resumed.
-    pub fn fingerprint(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let decisive = serde_json::json!({
-            "model": self.model, "train": self.train, "data": self.data, "space": self.space,
-            "constraints": self.constraints, "search": {
-                "strategy": self.search.strategy,
-                "gcn_top_m": self.search.gcn_top_m, "pool": self.search.pool,
-                "ranking": self.search.ranking, "importance": self.search.importance,
-                "gcn_steps": self.search.gcn_steps, "seed": self.search.seed,
-            },
-            "evaluate": self.evaluate,
-            "importance": if self.search.importance == Method::GcnRl { Some(&self.importance) } else { None },
-        });
-        let digest = Sha256::digest(decisive.to_string().as_bytes());
-        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 }

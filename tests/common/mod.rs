@@ -5,8 +5,9 @@
 use burn::tensor::Device;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use sacp::channels::Allocation;
 use sacp::deps::Dependencies;
-use sacp::importance::{Allocation, Method};
+use sacp::importance::Method;
 use sacp::ir::Network;
 use sacp::models::{ZooConfig, build};
 use sacp::prune::{Pruned, Request, one_shot};

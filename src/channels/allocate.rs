@@ -1,9 +1,29 @@
 //! From scores to keep-sets that meet a MAC reduction target.
 
-use super::{ImportanceError, Scores};
+use super::Scores;
 use crate::deps::Dependencies;
 use crate::ir::Network;
 use crate::surgery;
+
+/// Why no keep-set meets a MAC reduction target.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    /// The target cannot be reached within the space allowed.
+    #[error(
+        "a MAC reduction of {target:.1}% is out of reach: at most {reachable:.1}% with every group keeping at least {keep_min:.0}% of its channels"
+    )]
+    Unreachable {
+        /// The target, in percent.
+        target: f64,
+        /// The largest reduction reachable, in percent.
+        reachable: f64,
+        /// The least share of channels a group keeps, in percent.
+        keep_min: f64,
+    },
+    /// The target is not a fraction in [0, 1).
+    #[error("MAC reduction {0} must be in [0, 1)")]
+    BadTarget(f64),
+}
 
 /// How the pruned channels are spread over the groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -53,9 +73,9 @@ pub fn select(
     target: f64,
     allocation: Allocation,
     max_ratio: f64,
-) -> Result<Vec<Vec<usize>>, ImportanceError> {
+) -> Result<Vec<Vec<usize>>, SelectError> {
     if !(0.0..1.0).contains(&target) {
-        return Err(ImportanceError::BadTarget(target));
+        return Err(SelectError::BadTarget(target));
     }
     let cap = |size: usize| ((size as f64 * max_ratio).floor() as usize).min(size.saturating_sub(1));
     let orders: Vec<Vec<usize>> = deps
@@ -107,7 +127,7 @@ pub fn select(
     let reduction = |x: usize| macs_reduction(net, deps, &keep_without(deps, &removed(x)));
     let most = reduction(steps);
     if most < target {
-        return Err(ImportanceError::Unreachable {
+        return Err(SelectError::Unreachable {
             target: 100.0 * target,
             reachable: 100.0 * most,
             keep_min: 100.0 * (1.0 - max_ratio),

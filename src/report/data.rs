@@ -1,14 +1,11 @@
-//! `report.json`: base vs pruned network (accuracy, MACs, parameters, measured latency,
-//! per-layer widths), the winning rates and the search's bookkeeping.
+//! What a search reports (`report.json`, and the data `report.md` is drawn from): base vs
+//! pruned network (accuracy, MACs, parameters, measured latency, per-layer widths), the
+//! winning rates and the search's bookkeeping.
 
-use crate::exec::{Executable, to_vec};
 use crate::ir::{Network, Op};
 use crate::search::log::Record;
-use crate::weights::Weights;
-use burn::tensor::{Device, Distribution, Tensor};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 /// One network's figures.
 #[derive(Clone, Debug, Serialize)]
@@ -86,23 +83,6 @@ pub struct Report {
     pub device: String,
     /// Wall-clock seconds of this run.
     pub seconds: f64,
-}
-
-/// Median of five timed forward passes of a random batch (after one warm-up pass).
-pub fn latency_ms(net: &Network, weights: &Weights, batch: usize, device: &Device) -> f64 {
-    let exec = Executable::new(net, weights, device);
-    let dims = net.shape(net.input()).dims();
-    let x = Tensor::<4>::random([batch, dims[0], dims[1], dims[2]], Distribution::Normal(0.0, 1.0), device);
-    to_vec(exec.forward(x.clone()));
-    let mut times: Vec<f64> = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            to_vec(exec.forward(x.clone()));
-            1e3 * t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[2]
 }
 
 /// Output widths of every conv and linear layer, matched by name.

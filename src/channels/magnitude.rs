@@ -7,7 +7,7 @@ use crate::weights::Weights;
 
 /// Which filter norm to take.
 #[derive(Clone, Copy, PartialEq)]
-pub(super) enum Norm {
+pub enum Norm {
     /// Mean absolute weight.
     L1,
     /// Root mean square weight.
@@ -16,7 +16,7 @@ pub(super) enum Norm {
 
 /// For each channel, the norm (per weight) of every filter that produces it (conv and
 /// linear output rows), averaged over those filters.
-pub(super) fn filter_norms(net: &Network, weights: &Weights, deps: &Dependencies, norm: Norm) -> Scores {
+pub fn filter_norms(net: &Network, weights: &Weights, deps: &Dependencies, norm: Norm) -> Scores {
     let rms = norm == Norm::L2;
     let f = |v: f32| if rms { v * v } else { v.abs() };
     deps.groups
@@ -49,7 +49,7 @@ pub(super) fn filter_norms(net: &Network, weights: &Weights, deps: &Dependencies
 
 /// For each channel, the mean |γ| over the BatchNorm layers it passes through (the filter
 /// L1 score for a group without BatchNorm).
-pub(super) fn bn_scale(net: &Network, weights: &Weights, deps: &Dependencies) -> Scores {
+pub fn bn_scale(net: &Network, weights: &Weights, deps: &Dependencies) -> Scores {
     let l1 = filter_norms(net, weights, deps, Norm::L1);
     deps.groups
         .iter()
