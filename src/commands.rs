@@ -11,7 +11,7 @@ use sacp::gcn::GcnConfig;
 use sacp::gcn_rl::GcnRlConfig;
 use sacp::importance::Method;
 use sacp::outputs::Inputs;
-use sacp::pipeline::KeepEvaluator;
+use sacp::pipeline::Workbench;
 use sacp::train::{self, Checkpointing, Distill, Schedule, TrainConfig};
 use sacp::{spec, weights};
 
@@ -334,6 +334,26 @@ pub struct PruneArgs {
     out: PathBuf,
 }
 
+/// `--data` opened and checked against the network: its classes, and a non-empty held-out
+/// split.
+fn prune_data(args: &PruneArgs, net: &sacp::ir::Network) -> Result<Option<data::DataSet>> {
+    let Some(name) = args.data.as_deref() else {
+        return Ok(None);
+    };
+    let input: [usize; 3] = net.shape(net.input()).dims().try_into().expect("a C×H×W input");
+    let d = data::open(name, input)?;
+    d.require_classes(net.shape(net.output()).channels(), &args.model.display().to_string())?;
+    if d.split(args.heldout, args.seed).1.is_empty() {
+        bail!(
+            "--heldout {}: the held-out split of {} is empty (at most a fifth of its {} training images are held out); raise --heldout or use a larger data set",
+            args.heldout,
+            d.name,
+            d.train.len()
+        );
+    }
+    Ok(Some(d))
+}
+
 pub fn prune(args: PruneArgs) -> Result<()> {
     let spec = spec::load(&args.model)?;
     let net = &spec.network;
@@ -354,78 +374,22 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     if args.recalibrate > 0 && args.data.is_none() {
         bail!("--recalibrate needs --data KIND:PATH");
     }
-    let input: [usize; 3] = net.shape(net.input()).dims().try_into().expect("a C×H×W input");
-    let data = args.data.as_deref().map(|d| data::open(d, input)).transpose()?;
-    let splits = data.as_ref().map(|d| d.split(args.heldout, args.seed));
-    if let (Some(d), Some((_, heldout))) = (&data, &splits) {
-        d.require_classes(net.shape(net.output()).channels(), &args.model.display().to_string())?;
-        if heldout.is_empty() {
-            bail!(
-                "--heldout {}: the held-out split of {} is empty (at most a fifth of its {} training images are held out); raise --heldout or use a larger data set",
-                args.heldout,
-                d.name,
-                d.train.len()
-            );
-        }
-    }
+    let data = prune_data(&args, net)?;
     let device = args.backend.device()?;
     let rl = match &args.gcn_rl_settings {
         Some(file) => GcnRlConfig::load(file)?,
         None => GcnRlConfig::default(),
     };
-    let probe = match (&data, &splits) {
-        (Some(d), Some((train_split, _))) => {
-            let positions: Vec<usize> = (0..train_split.len().min(256.max(rl.samples))).collect();
-            Some(d.batcher().batch(train_split, &positions, None, &device)?.images)
-        }
-        _ => None,
-    };
+    let deps = sacp::deps::Dependencies::analyse(net);
+    let bench = data
+        .as_ref()
+        .map(|d| Workbench::new(net, &w, &deps, d, args.heldout, PRUNE_BATCH, args.seed, &device));
     let gcn = GcnConfig {
         steps: args.gcn_steps,
         seed: args.seed,
         ..GcnConfig::default()
     };
-    let key = sacp::gcn::cache_key(net, &w, &gcn);
-    // gcn-rl's reward: held-out accuracy of a keep-set after BatchNorm recalibration.
-    let deps = sacp::deps::Dependencies::analyse(net);
-    let batcher = data.as_ref().map(|d| d.batcher());
-    let rl_heldout = splits.as_ref().map(|(_, heldout)| {
-        let mut h = heldout.clone();
-        h.indices.truncate(rl.heldout_batches * PRUNE_BATCH);
-        h
-    });
-    let rl_evaluator = match (&data, &splits, &batcher, &rl_heldout) {
-        (Some(d), Some((train_split, _)), Some(batcher), Some(heldout)) => Some(KeepEvaluator {
-            net,
-            weights: &w,
-            deps: &deps,
-            train: train_split,
-            heldout,
-            batcher,
-            recalibration_batches: rl.recalibration_batches,
-            batch_size: PRUNE_BATCH,
-            num_classes: d.num_classes,
-            seed: args.seed,
-            device: &device,
-        }),
-        _ => None,
-    };
-    let rl_accuracy = |keep: &[Vec<usize>]| {
-        let evaluator = rl_evaluator.as_ref().expect("only called with data");
-        evaluator
-            .accuracy(keep)
-            .map(sacp::pipeline::reward_accuracy)
-            .map_err(|e| e.to_string())
-    };
-    let rl_bar = match args.importance {
-        Method::GcnRl => ProgressBar::new(rl.episodes as u64),
-        _ => ProgressBar::hidden(),
-    };
-    rl_bar.set_style(ProgressStyle::with_template("  gcn-rl episodes [{bar:30}] {pos}/{len} {msg} ETA {eta}")?.progress_chars("=> "));
-    let rl_progress = |_episode: usize, reward: f64| {
-        rl_bar.set_message(format!("mean reward {reward:.4}"));
-        rl_bar.inc(1);
-    };
+    let gcn_cache = sacp::gcn::cache_path(&weights_path, &sacp::gcn::cache_key(net, &w, &gcn));
     let request = sacp::prune::Request {
         net,
         weights: &w,
@@ -435,30 +399,36 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         max_ratio: args.max_ratio,
         seed: args.seed,
         device: &device,
-        probe,
+        probe: None,
         gcn,
-        gcn_cache: Some(sacp::gcn::cache_path(&weights_path, &key)),
-        gcn_rl: rl_evaluator.is_some().then_some(sacp::gcn_rl::Setup {
-            config: &rl,
-            target: args.macs_reduction,
-            accuracy: &rl_accuracy,
-            progress: Some(&rl_progress),
-        }),
+        gcn_cache: Some(gcn_cache),
+        gcn_rl: None,
     };
-    let mut pruned = sacp::prune::one_shot(&request)?;
-    rl_bar.finish_and_clear();
-    let mut heldout_accuracy = None;
-    let mut base_accuracy = None;
-    if let (Some(d), Some((train_split, heldout))) = (&data, &splits) {
-        let batcher = d.batcher();
-        let base = Executable::new(net, &w, &device);
-        base_accuracy = Some(train::evaluate(&base, heldout, &batcher, 256, d.num_classes, &device)?.top1);
-        let exec = Executable::new(&pruned.network, &pruned.weights, &device);
+    let episodes = match args.importance {
+        Method::GcnRl => ProgressBar::new(rl.episodes as u64),
+        _ => ProgressBar::hidden(),
+    };
+    episodes.set_style(ProgressStyle::with_template("  gcn-rl episodes [{bar:30}] {pos}/{len} {msg} ETA {eta}")?.progress_chars("=> "));
+    let mut pruned = match &bench {
+        // gcn-rl's reward: held-out accuracy of a keep-set after BatchNorm recalibration.
+        Some(b) => b.with_gcn_rl(&rl, Some(args.macs_reduction), &episodes, |probe, setup| {
+            sacp::prune::one_shot(&sacp::prune::Request {
+                probe: Some(probe),
+                gcn_rl: setup,
+                ..request
+            })
+        })??,
+        None => sacp::prune::one_shot(&request)?,
+    };
+    let (mut heldout_accuracy, mut base_accuracy) = (None, None);
+    if let Some(b) = &bench {
+        base_accuracy = Some(b.accuracy(net, &w, &b.heldout)?);
         if args.recalibrate > 0 {
-            train::recalibrate(&exec, train_split, &batcher, args.recalibrate, PRUNE_BATCH, args.seed, &device)?;
+            let exec = Executable::new(&pruned.network, &pruned.weights, &device);
+            train::recalibrate(&exec, &b.train, &b.batcher, args.recalibrate, PRUNE_BATCH, args.seed, &device)?;
             pruned.weights = exec.weights();
         }
-        heldout_accuracy = Some(train::evaluate(&exec, heldout, &batcher, 256, d.num_classes, &device)?.top1);
+        heldout_accuracy = Some(b.accuracy(&pruned.network, &pruned.weights, &b.heldout)?);
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     weights::save(&pruned.weights, &args.out.join("pruned.safetensors"))?;

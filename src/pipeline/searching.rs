@@ -1,0 +1,95 @@
+//! Stage 4, the search: candidates proposed by the strategy, ranked by the GCN encoder's
+//! similarity (or shuffled), evaluated in parallel on the workbench (cut, recalibrated,
+//! scored on the held-out batches) and logged as they finish.
+
+use super::evaluate::CandidateEvaluator;
+use super::prepare::Run;
+use super::scoring::Scored;
+use super::workbench::Workbench;
+use super::{PipelineError, bar, fingerprint};
+use crate::channels::keep_widths;
+use crate::gcn;
+use crate::search::candidates::{Candidate, Layout};
+use crate::search::log::{Header, Log, Record};
+use crate::search::space::Ranking;
+use crate::search::{self, Outcome, Space};
+use indicatif::ProgressBar;
+use std::sync::Mutex;
+
+/// Runs the search of the prepared space and returns every candidate and the winner.
+pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Result<Outcome, PipelineError> {
+    let c = &run.checked;
+    let space = &c.space;
+    let heldout = bench.heldout_batches(space.evaluate.heldout_batches);
+    let evaluator = CandidateEvaluator {
+        keep: bench.keep_evaluator(&heldout, space.evaluate.recalibration_batches),
+        scores: &scored.scores,
+    };
+    let layout = Layout::new(&c.network, &c.deps, c.rate_groups.clone(), space.levels());
+    let header = Header::new(
+        format!("{}-{}", fingerprint(space, &c.settings), scored.weights_key),
+        c.rate_groups.iter().map(|g| g.name.clone()).collect(),
+    );
+    let (log, logged) = Log::open(&run.log_path, &header, run.options.resume)?;
+    if !logged.is_empty() {
+        run.say(format!(
+            "resuming: {} candidates already in {}",
+            logged.len(),
+            run.log_path.display()
+        ));
+    }
+    run.say(format!(
+        "searching: {:?} strategy, {} ranking, budget {}, top-m {} per round",
+        space.search.strategy,
+        if space.search.ranking == Ranking::Gcn { "GCN" } else { "no" },
+        space.search.budget,
+        space.search.gcn_top_m
+    ));
+    let progress = bar(
+        run.options.quiet,
+        space.search.budget as u64,
+        "  candidates [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+    );
+    let observe = best_so_far(&progress);
+    let mut rank = |candidates: &[Candidate]| -> Vec<f32> {
+        let encoder = scored.encoder.as_ref().expect("the GCN ranking has an encoder");
+        let masks: Vec<Vec<f32>> = candidates
+            .iter()
+            .map(|c| gcn::mask_of(bench.deps, &keep_widths(bench.deps, &scored.scores, &c.widths)))
+            .collect();
+        encoder.similarity(&masks)
+    };
+    let evaluate = |c: &Candidate| evaluator.accuracy(&c.widths).map_err(|e| e.to_string());
+    let search_space = Space {
+        layout: &layout,
+        target: c.target,
+        grid: &c.grid,
+    };
+    let outcome = search::run(&search_space, &space.search, &mut rank, &evaluate, log, logged, &observe)?;
+    progress.finish_and_clear();
+    let winner = &outcome.records[outcome.winner];
+    run.say(format!(
+        "winner: {:.2}% held-out, {:.1}% MACs and {:.1}% parameters removed ({} candidates, {} from the log)",
+        100.0 * winner.heldout_accuracy,
+        100.0 * winner.macs_reduction,
+        100.0 * winner.params_reduction,
+        outcome.records.len(),
+        outcome.reused
+    ));
+    Ok(outcome)
+}
+
+/// An observer that advances `progress` and shows the best scored candidate so far.
+fn best_so_far(progress: &ProgressBar) -> impl Fn(&Record, bool) + Sync + '_ {
+    let best = Mutex::new(None::<(f64, f64)>);
+    move |r: &Record, _from_log: bool| {
+        let mut b = best.lock().expect("no observer panicked");
+        if r.failed.is_none() && b.is_none_or(|(acc, _)| r.heldout_accuracy > acc) {
+            *b = Some((r.heldout_accuracy, r.macs_reduction));
+        }
+        if let Some((acc, macs)) = *b {
+            progress.set_message(format!("best {:.2}% held-out at {:.1}% MACs removed", 100.0 * acc, 100.0 * macs));
+        }
+        progress.inc(1);
+    }
+}
