@@ -18,7 +18,7 @@ use sacp::exec::Executable;
 use sacp::gcn::GcnConfig;
 use sacp::gcn_rl::{GcnRlConfig, Setup};
 use sacp::importance::Method;
-use sacp::pipeline::KeepEvaluator;
+use sacp::pipeline::Workbench;
 use sacp::prune::{Request, one_shot};
 use sacp::train::{self, TrainConfig};
 use sacp::{data, spec, weights};
@@ -71,19 +71,8 @@ fn main() -> anyhow::Result<()> {
     heldout.indices.drain(..256);
     let deps = Dependencies::analyse(&net);
     let rl = GcnRlConfig::default();
-    let reward = KeepEvaluator {
-        net: &net,
-        weights: &base,
-        deps: &deps,
-        train: &train_split,
-        heldout: &reward_images,
-        batcher: &batcher,
-        recalibration_batches: rl.recalibration_batches,
-        batch_size: 64,
-        num_classes: 10,
-        seed: 0,
-        device: &device,
-    };
+    let bench = Workbench::new(&net, &base, &deps, &set, 5000, 64, 0, &device);
+    let reward = bench.keep_evaluator(&reward_images, rl.recalibration_batches);
     let accuracy = |keep: &[Vec<usize>]| {
         reward
             .accuracy(keep)

@@ -19,7 +19,7 @@ use sacp::deps::Dependencies;
 use sacp::gcn::{Encoder, GcnConfig, mask_of};
 use sacp::importance::{self, Context, Method};
 use sacp::ir::Network;
-use sacp::pipeline::{CandidateEvaluator, KeepEvaluator};
+use sacp::pipeline::{CandidateEvaluator, Workbench};
 use sacp::search::candidates::{Candidate, Layout, Target};
 use sacp::search::clusters::RateGroup;
 use sacp::search::log::{Header, Log};
@@ -60,23 +60,11 @@ fn evaluate_all(b: &Bench, scores: &channels::Scores, threads: usize, budget: us
     let deps = Dependencies::analyse(b.net);
     let layout = Layout::new(b.net, &deps, per_stage(b.net, &deps), vec![0.0, 0.25, 0.5, 0.75]);
     let grid = layout.feasible_grid(&target);
-    let (train_split, mut heldout) = b.data.split(b.heldout, 0);
+    let mut heldout = b.data.split(b.heldout, 0).1;
     heldout.indices.truncate(b.heldout_batches * 64);
-    let batcher = b.data.batcher();
+    let bench = Workbench::new(b.net, b.weights, &deps, b.data, b.heldout, 64, 0, &device);
     let evaluator = CandidateEvaluator {
-        keep: KeepEvaluator {
-            net: b.net,
-            weights: b.weights,
-            deps: &deps,
-            train: &train_split,
-            heldout: &heldout,
-            batcher: &batcher,
-            recalibration_batches: 10,
-            batch_size: 64,
-            num_classes: b.data.num_classes,
-            seed: 0,
-            device: &device,
-        },
+        keep: bench.keep_evaluator(&heldout, 10),
         scores,
     };
     let settings = SearchSection {

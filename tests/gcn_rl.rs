@@ -10,7 +10,7 @@ use sacp::deps::Dependencies;
 use sacp::gcn_rl::{self, GcnRlConfig, Setup};
 use sacp::importance::Method;
 use sacp::ir::Network;
-use sacp::pipeline::KeepEvaluator;
+use sacp::pipeline::Workbench;
 use sacp::prune::{Request, one_shot};
 use sacp::train::{self, TrainConfig};
 use sacp::weights::{self, Weights};
@@ -79,20 +79,10 @@ fn fixture() -> Fixture {
     }
 }
 
-fn evaluator<'a>(f: &'a Fixture, deps: &'a Dependencies, batcher: &'a sacp::data::Batcher, device: &'a Device) -> KeepEvaluator<'a> {
-    KeepEvaluator {
-        net: &f.net,
-        weights: &f.weights,
-        deps,
-        train: &f.train_split,
-        heldout: &f.heldout,
-        batcher,
-        recalibration_batches: 3,
-        batch_size: 64,
-        num_classes: 10,
-        seed: 0,
-        device,
-    }
+/// The workbench the reward is measured on: the fixture's split (1000 held out, seed 0),
+/// batches of 64.
+fn workbench<'a>(f: &'a Fixture, deps: &'a Dependencies, device: &'a Device) -> Workbench<'a> {
+    Workbench::new(&f.net, &f.weights, deps, &f.set, 1000, 64, 0, device)
 }
 
 fn probe(f: &Fixture, device: &Device) -> Tensor<4> {
@@ -105,8 +95,8 @@ fn agents_learn_meet_the_target_and_repeat_for_a_seed() {
     let device = Device::flex();
     let f = fixture();
     let deps = Dependencies::analyse(&f.net);
-    let batcher = f.set.batcher();
-    let eval = evaluator(&f, &deps, &batcher, &device);
+    let bench = workbench(&f, &deps, &device);
+    let eval = bench.keep_evaluator(&f.heldout, 3);
     let accuracy = |keep: &[Vec<usize>]| eval.accuracy(keep).map(sacp::pipeline::reward_accuracy).map_err(|e| e.to_string());
     let config = GcnRlConfig {
         episodes: 32,

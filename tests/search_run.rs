@@ -356,24 +356,12 @@ fn a_candidate_with_non_finite_outputs_is_logged_as_failed_and_never_wins() {
         [1, 28, 28],
     )
     .unwrap();
-    let (train_split, mut heldout) = data.split(1000, 0);
-    heldout.indices.truncate(128);
-    let batcher = data.batcher();
     let device = burn::tensor::Device::flex();
+    let bench = sacp::pipeline::Workbench::new(&net, &poisoned, &deps, &data, 1000, 64, 0, &device);
+    let mut heldout = bench.heldout.clone();
+    heldout.indices.truncate(128);
     let evaluator = sacp::pipeline::CandidateEvaluator {
-        keep: sacp::pipeline::KeepEvaluator {
-            net: &net,
-            weights: &poisoned,
-            deps: &deps,
-            train: &train_split,
-            heldout: &heldout,
-            batcher: &batcher,
-            recalibration_batches: 2,
-            batch_size: 64,
-            num_classes: 10,
-            seed: 0,
-            device: &device,
-        },
+        keep: bench.keep_evaluator(&heldout, 2),
         scores: &scores,
     };
     let others: Vec<usize> = deps

@@ -3,57 +3,42 @@
 //! statistics, measure held-out accuracy. Deterministic: the recalibration batches and the
 //! held-out images are fixed.
 
+use super::workbench::Workbench;
 use crate::channels::{Scores, keep_widths};
-use crate::data::{Batcher, DataError, Split};
-use crate::deps::Dependencies;
+use crate::data::{DataError, Split};
 use crate::exec::Executable;
 use crate::ir::Network;
 use crate::search::Score;
 use crate::surgery;
 use crate::train;
 use crate::weights::Weights;
-use burn::tensor::Device;
 
-/// Everything the evaluation of a keep-set needs, shared by the worker threads.
+/// How a keep-set is scored on a workbench: cut, `recalibration_batches` of BatchNorm
+/// recalibration on the training split, accuracy on `heldout`. Shared by the worker threads.
 pub struct KeepEvaluator<'a> {
-    /// The unpruned network.
-    pub net: &'a Network,
-    /// Its weights.
-    pub weights: &'a Weights,
-    /// Its channel groups.
-    pub deps: &'a Dependencies,
-    /// Training images for recalibration.
-    pub train: &'a Split,
+    /// The network, weights, data and device.
+    pub bench: &'a Workbench<'a>,
     /// The held-out images a keep-set is scored on.
     pub heldout: &'a Split,
-    /// Normalisation.
-    pub batcher: &'a Batcher,
     /// Recalibration batches.
     pub recalibration_batches: usize,
-    /// Images per batch.
-    pub batch_size: usize,
-    /// Classes.
-    pub num_classes: usize,
-    /// Seed of the recalibration batches.
-    pub seed: u64,
-    /// The backend device.
-    pub device: &'a Device,
 }
 
 impl KeepEvaluator<'_> {
     /// The network cut to `keep` (kept channels per group), with recalibrated BatchNorm
     /// statistics.
     pub fn pruned(&self, keep: &[Vec<usize>]) -> Result<(Network, Weights), DataError> {
-        let (net, weights) = surgery::prune(self.net, self.weights, self.deps, keep).expect("keep-sets built by sacp are valid");
-        let exec = Executable::new(&net, &weights, self.device);
+        let b = self.bench;
+        let (net, weights) = surgery::prune(b.net, b.weights, b.deps, keep).expect("keep-sets built by sacp are valid");
+        let exec = Executable::new(&net, &weights, b.device);
         train::recalibrate(
             &exec,
-            self.train,
-            self.batcher,
+            &b.train,
+            &b.batcher,
             self.recalibration_batches,
-            self.batch_size,
-            self.seed,
-            self.device,
+            b.batch_size,
+            b.seed,
+            b.device,
         )?;
         Ok((net, exec.weights()))
     }
@@ -63,8 +48,9 @@ impl KeepEvaluator<'_> {
     /// its accuracy), so such a keep-set is never mistaken for a good one.
     pub fn accuracy(&self, keep: &[Vec<usize>]) -> Result<Score, DataError> {
         let (net, weights) = self.pruned(keep)?;
-        let exec = Executable::new(&net, &weights, self.device);
-        let result = train::evaluate(&exec, self.heldout, self.batcher, self.batch_size, self.num_classes, self.device)?;
+        let b = self.bench;
+        let exec = Executable::new(&net, &weights, b.device);
+        let result = train::evaluate(&exec, self.heldout, &b.batcher, b.batch_size, b.data.num_classes, b.device)?;
         Ok(if result.non_finite > 0 {
             Score::Failed(format!(
                 "{} of {} held-out images gave non-finite logits (NaN or infinity)",
@@ -88,11 +74,11 @@ pub struct CandidateEvaluator<'a> {
 impl CandidateEvaluator<'_> {
     /// The pruned network and weights for `widths`, with recalibrated BatchNorm statistics.
     pub fn pruned(&self, widths: &[usize]) -> Result<(Network, Weights), DataError> {
-        self.keep.pruned(&keep_widths(self.keep.deps, self.scores, widths))
+        self.keep.pruned(&keep_widths(self.keep.bench.deps, self.scores, widths))
     }
 
     /// Held-out top-1 accuracy of the candidate with these widths (see [`KeepEvaluator::accuracy`]).
     pub fn accuracy(&self, widths: &[usize]) -> Result<Score, DataError> {
-        self.keep.accuracy(&keep_widths(self.keep.deps, self.scores, widths))
+        self.keep.accuracy(&keep_widths(self.keep.bench.deps, self.scores, widths))
     }
 }

@@ -78,19 +78,14 @@ impl<'a> Workbench<'a> {
 
     /// Scores keep-sets on `heldout` after `recalibration_batches` of BatchNorm
     /// recalibration on the training split.
-    pub fn keep_evaluator<'b>(&'b self, heldout: &'b Split, recalibration_batches: usize) -> KeepEvaluator<'b> {
+    pub fn keep_evaluator<'b>(&'b self, heldout: &'b Split, recalibration_batches: usize) -> KeepEvaluator<'b>
+    where
+        'a: 'b,
+    {
         KeepEvaluator {
-            net: self.net,
-            weights: self.weights,
-            deps: self.deps,
-            train: &self.train,
+            bench: self,
             heldout,
-            batcher: &self.batcher,
             recalibration_batches,
-            batch_size: self.batch_size,
-            num_classes: self.data.num_classes,
-            seed: self.seed,
-            device: self.device,
         }
     }
 
