@@ -5,7 +5,6 @@ mod backend;
 
 pub use backend::{Backend, BackendError};
 
-use crate::deps;
 use crate::ir::{Network, Op};
 use crate::weights::{WeightTensor, Weights};
 use burn::module::{Module, Param, RunningState};
@@ -37,46 +36,6 @@ pub struct NormParams {
     eps: f64,
 }
 
-/// One layer of the execution plan: what to compute and which earlier values it reads.
-#[derive(Clone, Debug)]
-enum Step {
-    Input,
-    Conv {
-        params: usize,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        groups: usize,
-    },
-    Norm {
-        params: usize,
-    },
-    Relu,
-    Relu6,
-    MaxPool {
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
-    },
-    AvgPool {
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
-    },
-    GlobalAvgPool,
-    Add,
-    Concat,
-    ZeroPad {
-        before: usize,
-        after: usize,
-        stride: usize,
-    },
-    Flatten,
-    Linear {
-        params: usize,
-    },
-    Output,
-}
-
 /// How BatchNorm layers behave in a forward pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum NormMode {
@@ -96,17 +55,18 @@ pub struct Executable {
     convs: Vec<ConvParams>,
     linears: Vec<LinearParams>,
     norms: Vec<NormParams>,
+    /// Every layer's operation, in topological order: the graph's own ops, run as they are.
     #[module(skip)]
-    steps: Vec<Step>,
+    ops: Vec<Op>,
+    /// For conv, linear and BatchNorm layers, the index of their parameters in `convs`,
+    /// `linears` or `norms`.
+    #[module(skip)]
+    params: Vec<Option<usize>>,
     #[module(skip)]
     inputs: Vec<Vec<usize>>,
     #[module(skip)]
     names: Vec<String>,
 }
-
-/// Multiplies a layer's output units by these factors (used to check that pruning equals
-/// masking); one entry per layer, `None` to leave the layer alone.
-pub type UnitMasks = Vec<Option<Vec<f32>>>;
 
 enum Value {
     Map(Tensor<4>),
@@ -138,27 +98,19 @@ impl Executable {
     /// Builds the executable network; `weights` must have passed [`Weights::check`].
     pub fn new(net: &Network, weights: &Weights, device: &Device) -> Executable {
         let (mut convs, mut linears, mut norms) = (Vec::new(), Vec::new(), Vec::new());
-        let mut steps = Vec::with_capacity(net.len());
+        let mut params = Vec::with_capacity(net.len());
         for node in net.nodes() {
             let bias = |kind: &str| {
                 let name = format!("{}.{kind}", net.node(node).name);
                 weights.get(&name).map(|b| Param::from_tensor(tensor::<1>(b, device)))
             };
-            let step = match &net.node(node).op {
-                Op::Input { .. } => Step::Input,
-                Op::Conv2d {
-                    stride, padding, groups, ..
-                } => {
+            let index = match &net.node(node).op {
+                Op::Conv2d { .. } => {
                     convs.push(ConvParams {
                         weight: Param::from_tensor(tensor(weights.of(net, node, "weight"), device)),
                         bias: bias("bias"),
                     });
-                    Step::Conv {
-                        params: convs.len() - 1,
-                        stride: *stride,
-                        padding: *padding,
-                        groups: *groups,
-                    }
+                    Some(convs.len() - 1)
                 }
                 Op::Linear { .. } => {
                     let w: Tensor<2> = tensor(weights.of(net, node, "weight"), device);
@@ -166,7 +118,7 @@ impl Executable {
                         weight: Param::from_tensor(w.transpose()),
                         bias: bias("bias"),
                     });
-                    Step::Linear { params: linears.len() - 1 }
+                    Some(linears.len() - 1)
                 }
                 Op::BatchNorm { eps } => {
                     let get = |kind| tensor::<1>(weights.of(net, node, kind), device);
@@ -177,32 +129,11 @@ impl Executable {
                         running_var: RunningState::new(get("running_var")),
                         eps: *eps,
                     });
-                    Step::Norm { params: norms.len() - 1 }
+                    Some(norms.len() - 1)
                 }
-                Op::Relu => Step::Relu,
-                Op::Relu6 => Step::Relu6,
-                Op::MaxPool2d { kernel, stride, padding } => Step::MaxPool {
-                    kernel: *kernel,
-                    stride: *stride,
-                    padding: *padding,
-                },
-                Op::AvgPool2d { kernel, stride, padding } => Step::AvgPool {
-                    kernel: *kernel,
-                    stride: *stride,
-                    padding: *padding,
-                },
-                Op::GlobalAvgPool => Step::GlobalAvgPool,
-                Op::Add => Step::Add,
-                Op::Concat => Step::Concat,
-                Op::ZeroPad { before, after, stride } => Step::ZeroPad {
-                    before: *before,
-                    after: *after,
-                    stride: *stride,
-                },
-                Op::Flatten => Step::Flatten,
-                Op::Output => Step::Output,
+                _ => None,
             };
-            steps.push(step);
+            params.push(index);
         }
         let inputs = net.nodes().map(|n| net.inputs(n).iter().map(|i| i.index()).collect()).collect();
         let names = net.nodes().map(|n| net.node(n).name.clone()).collect();
@@ -210,7 +141,8 @@ impl Executable {
             convs,
             linears,
             norms,
-            steps,
+            ops: net.nodes().map(|n| net.node(n).op.clone()).collect(),
+            params,
             inputs,
             names,
         }
@@ -220,26 +152,27 @@ impl Executable {
     /// layout), e.g. after training or BatchNorm recalibration.
     pub fn weights(&self) -> Weights {
         let mut out = Weights::default();
-        for (step, name) in self.steps.iter().zip(&self.names) {
+        for ((op, params), name) in self.ops.iter().zip(&self.params).zip(&self.names) {
             let mut put = |kind: &str, t: WeightTensor| {
                 out.tensors.insert(format!("{name}.{kind}"), t);
             };
-            match step {
-                Step::Conv { params, .. } => {
+            let Some(params) = params else { continue };
+            match op {
+                Op::Conv2d { .. } => {
                     let p = &self.convs[*params];
                     put("weight", host(p.weight.val()));
                     if let Some(b) = &p.bias {
                         put("bias", host(b.val()));
                     }
                 }
-                Step::Linear { params } => {
+                Op::Linear { .. } => {
                     let p = &self.linears[*params];
                     put("weight", host(p.weight.val().transpose()));
                     if let Some(b) = &p.bias {
                         put("bias", host(b.val()));
                     }
                 }
-                Step::Norm { params } => {
+                Op::BatchNorm { .. } => {
                     let p = &self.norms[*params];
                     put("weight", host(p.gamma.val()));
                     put("bias", host(p.beta.val()));
@@ -254,35 +187,30 @@ impl Executable {
 
     /// Inference: `[batch, C, H, W]` images to `[batch, outputs]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.run(x, NormMode::Eval, None, &[]).0
+        self.run(x, NormMode::Eval, &[]).0
     }
 
     /// A forward pass with the given BatchNorm behaviour.
     pub fn forward_with(&self, x: Tensor<4>, mode: NormMode) -> Tensor<2> {
-        self.run(x, mode, None, &[]).0
-    }
-
-    /// Inference with every layer's output units scaled by `masks` (see [`unit_masks`]).
-    pub fn forward_masked(&self, x: Tensor<4>, masks: &UnitMasks) -> Tensor<2> {
-        self.run(x, NormMode::Eval, Some(masks), &[]).0
+        self.run(x, mode, &[]).0
     }
 
     /// Inference that also returns, for each layer index in `layers`, its output averaged
     /// over the spatial axes: `[batch, units]` per layer (global-average-pooled activations).
     pub fn pooled_activations(&self, x: Tensor<4>, layers: &[usize]) -> Vec<Tensor<2>> {
-        self.run(x, NormMode::Eval, None, layers).1
+        self.run(x, NormMode::Eval, layers).1
     }
 
-    fn run(&self, x: Tensor<4>, mode: NormMode, masks: Option<&UnitMasks>, taps: &[usize]) -> (Tensor<2>, Vec<Tensor<2>>) {
+    fn run(&self, x: Tensor<4>, mode: NormMode, taps: &[usize]) -> (Tensor<2>, Vec<Tensor<2>>) {
         let mut tapped: Vec<(usize, Tensor<2>)> = Vec::new();
         let device = x.device();
         let batch = x.dims()[0];
-        let mut values: Vec<Option<Value>> = Vec::with_capacity(self.steps.len());
+        let mut values: Vec<Option<Value>> = Vec::with_capacity(self.ops.len());
         let mut input = Some(x);
         // How many later layers still read each value, so that tensors are dropped early.
-        let mut readers = vec![0usize; self.steps.len()];
+        let mut readers = vec![0usize; self.ops.len()];
         self.inputs.iter().flatten().for_each(|&i| readers[i] += 1);
-        for (index, step) in self.steps.iter().enumerate() {
+        for (index, op) in self.ops.iter().enumerate() {
             let mut args: Vec<Value> = Vec::with_capacity(self.inputs[index].len());
             for &i in &self.inputs[index] {
                 readers[i] -= 1;
@@ -295,42 +223,40 @@ impl Executable {
             }
             let mut args = args.into_iter();
             let mut next = || args.next().expect("shape inference checked the input count");
-            let value = match step {
-                Step::Input => Value::Map(input.take().expect("one input layer")),
-                Step::Conv {
-                    params,
-                    stride,
-                    padding,
-                    groups,
+            let params = || self.params[index].expect("conv, linear and BatchNorm layers have parameters");
+            let value = match op {
+                Op::Input { .. } => Value::Map(input.take().expect("one input layer")),
+                Op::Conv2d {
+                    stride, padding, groups, ..
                 } => {
-                    let p = &self.convs[*params];
+                    let p = &self.convs[params()];
                     let options = ConvOptions::new(*stride, *padding, [1, 1], *groups);
                     Value::Map(conv2d(next().map(), p.weight.val(), p.bias.as_ref().map(|b| b.val()), options))
                 }
-                Step::Norm { params } => {
-                    let p = &self.norms[*params];
+                Op::BatchNorm { .. } => {
+                    let p = &self.norms[params()];
                     match next() {
                         Value::Map(t) => Value::Map(normalise(p, t, mode)),
                         Value::Flat(t) => Value::Flat(normalise(p, t, mode)),
                     }
                 }
-                Step::Relu => next().apply(activation::relu, activation::relu),
-                Step::Relu6 => next().apply(|t| t.clamp(0.0, 6.0), |t| t.clamp(0.0, 6.0)),
-                Step::MaxPool { kernel, stride, padding } => Value::Map(max_pool2d(
+                Op::Relu => next().apply(activation::relu, activation::relu),
+                Op::Relu6 => next().apply(|t| t.clamp(0.0, 6.0), |t| t.clamp(0.0, 6.0)),
+                Op::MaxPool2d { kernel, stride, padding } => Value::Map(max_pool2d(
                     next().map(),
                     MaxPoolOptions::new(*kernel).with_stride(*stride).with_padding(*padding),
                 )),
-                Step::AvgPool { kernel, stride, padding } => Value::Map(avg_pool2d(
+                Op::AvgPool2d { kernel, stride, padding } => Value::Map(avg_pool2d(
                     next().map(),
                     AvgPoolOptions::new(*kernel).with_stride(*stride).with_padding(*padding),
                 )),
-                Step::GlobalAvgPool => Value::Map(next().map().mean_dim(3).mean_dim(2)),
-                Step::Add => {
+                Op::GlobalAvgPool => Value::Map(next().map().mean_dim(3).mean_dim(2)),
+                Op::Add => {
                     let first = next();
                     args.fold(first, |acc, v| acc.zip(v, |a, b| a + b, |a, b| a + b))
                 }
-                Step::Concat => Value::Map(Tensor::cat(args.map(Value::map).collect(), 1)),
-                Step::ZeroPad { before, after, stride } => {
+                Op::Concat => Value::Map(Tensor::cat(args.map(Value::map).collect(), 1)),
+                Op::ZeroPad { before, after, stride } => {
                     let x = next().map();
                     let x = if *stride > 1 {
                         max_pool2d(x, MaxPoolOptions::new([1, 1]).with_stride([*stride; 2]))
@@ -348,23 +274,19 @@ impl Executable {
                     }
                     Value::Map(Tensor::cat(parts, 1))
                 }
-                Step::Flatten => match next() {
+                Op::Flatten => match next() {
                     Value::Map(t) => Value::Flat(t.reshape([batch as i32, -1])),
                     flat => flat,
                 },
-                Step::Linear { params } => {
-                    let p = &self.linears[*params];
+                Op::Linear { .. } => {
+                    let p = &self.linears[params()];
                     let x = match next() {
                         Value::Flat(t) => t,
                         Value::Map(_) => unreachable!("shape inference puts a flatten before every linear layer"),
                     };
                     Value::Flat(linear(x, p.weight.val(), p.bias.as_ref().map(|b| b.val())))
                 }
-                Step::Output => next(),
-            };
-            let value = match masks.and_then(|m| m[index].as_ref()) {
-                Some(mask) => value.scale_units(mask, &device),
-                None => value,
+                Op::Output => next(),
             };
             if taps.contains(&index) {
                 tapped.push((index, value.pooled()));
@@ -454,37 +376,6 @@ impl Value {
             _ => unreachable!("shape inference gives add inputs one shape"),
         }
     }
-
-    /// Multiplies unit `u` by `mask[u]`; a flattened map repeats each channel's factor
-    /// over its `h·w` features.
-    fn scale_units(self, mask: &[f32], device: &Device) -> Value {
-        match self {
-            Value::Map(t) => {
-                let m: Tensor<4> = Tensor::from_data(TensorData::new(mask.to_vec(), [1, mask.len(), 1, 1]), device);
-                Value::Map(t * m)
-            }
-            Value::Flat(t) => {
-                let features = t.dims()[1];
-                let repeat = features / mask.len();
-                let expanded: Vec<f32> = mask.iter().flat_map(|&v| std::iter::repeat_n(v, repeat)).collect();
-                let m: Tensor<2> = Tensor::from_data(TensorData::new(expanded, [1, features]), device);
-                Value::Flat(t * m)
-            }
-        }
-    }
-}
-
-/// Masks that zero, at every layer, the units a keep-set removes: running the original
-/// network with them must equal running the pruned one.
-pub fn unit_masks(net: &Network, deps: &deps::Dependencies, keep: &[Vec<usize>]) -> UnitMasks {
-    let kept = deps.kept_units(net, keep);
-    net.nodes()
-        .map(|n| {
-            let mut mask = vec![0.0; deps::units(net, n)];
-            kept[n.index()].iter().for_each(|&u| mask[u] = 1.0);
-            Some(mask)
-        })
-        .collect()
 }
 
 /// Copies a `[batch, features]` tensor back to the host, row-major.

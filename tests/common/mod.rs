@@ -8,7 +8,7 @@ use rand::{RngExt, SeedableRng};
 use sacp::channels::Allocation;
 use sacp::deps::Dependencies;
 use sacp::importance::Method;
-use sacp::ir::Network;
+use sacp::ir::{Network, Op};
 use sacp::models::{ZooConfig, build};
 use sacp::prune::{Pruned, Request, one_shot};
 use sacp::weights::{self, Weights};
@@ -65,6 +65,33 @@ pub fn random_keep(deps: &Dependencies, rng: &mut StdRng) -> Vec<Vec<usize>> {
             keep
         })
         .collect()
+}
+
+/// The original weights with every unit a keep-set removes forced to zero where it is made:
+/// the rows and biases of conv and linear layers and the affine terms of BatchNorm layers.
+/// A removed unit then carries zeros through every other layer (activations, pooling,
+/// adds and concats of zeros, the zero-pad shortcut), so running the original network with
+/// these weights must equal running the pruned network.
+pub fn masked_weights(net: &Network, deps: &Dependencies, keep: &[Vec<usize>], weights: &Weights) -> Weights {
+    let kept = deps.kept_units(net, keep);
+    let mut masked = weights.clone();
+    for node in net.nodes() {
+        if !matches!(net.node(node).op, Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm { .. }) {
+            continue;
+        }
+        let removed: Vec<usize> = (0..sacp::deps::units(net, node))
+            .filter(|u| !kept[node.index()].contains(u))
+            .collect();
+        for kind in ["weight", "bias"] {
+            if let Some(t) = masked.tensors.get_mut(&format!("{}.{kind}", net.node(node).name)) {
+                let row = t.data.len() / t.shape[0];
+                for &u in &removed {
+                    t.data[u * row..(u + 1) * row].fill(0.0);
+                }
+            }
+        }
+    }
+    masked
 }
 
 /// Deterministic pseudo-random input images `[batch, C, H, W]` as a flat vector.
