@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
 # Search benchmarks: candidates evaluated per minute on 1 and 2 threads (VGG-8 28×28 and
-# ResNet-56), and GCN top-m ranking vs random picks at the same budget on the full
-# Fashion-MNIST (apt-get install dataset-fashion-mnist). Built with the test profile
+# ResNet-56). Ranking quality is benches/ranking.sh. Built with the test profile
 # (optimised dependencies), so no second burn build is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --no-run --locked >/dev/null 2>&1 || cargo build --examples
 ./target/debug/examples/search_bench throughput
-./target/debug/examples/search_bench ranking

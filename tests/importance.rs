@@ -253,3 +253,82 @@ fn gcn_rl_without_data_or_reward_is_refused_with_the_reason() {
     no_reward.probe = None;
     assert!(matches!(one_shot(&no_reward), Err(ImportanceError::NeedsData("gcn-rl"))));
 }
+
+#[test]
+fn the_embedding_moves_with_the_rates() {
+    let device = Device::flex();
+    let net = common::zoo("vgg8_fashion_mnist.toml", None);
+    let weights = common::random_weights(&net, 5);
+    let deps = Dependencies::analyse(&net);
+    let config = GcnConfig {
+        steps: 40,
+        ..GcnConfig::default()
+    };
+    let encoder = Encoder::train(&net, &weights, &deps, &config, &device);
+    let l1 = l1_scores(&net, &weights, &deps);
+    // The same L1 order at uniform rates 0.1 .. 0.8: the more is pruned, the further the
+    // embedding must move from the original's.
+    let rates = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
+    let masks: Vec<Vec<f32>> = rates
+        .iter()
+        .map(|rate| {
+            let widths: Vec<usize> = deps
+                .groups
+                .iter()
+                .map(|g| {
+                    if g.prunable() {
+                        ((1.0 - rate) * g.size() as f64).round().max(1.0) as usize
+                    } else {
+                        g.size()
+                    }
+                })
+                .collect();
+            mask_of(&deps, &sacp::channels::keep_widths(&deps, &l1, &widths))
+        })
+        .collect();
+    let similarity = encoder.similarity(&masks);
+    assert!(similarity.iter().all(|s| s.is_finite()), "{similarity:?}");
+    assert!(similarity.iter().any(|&s| s < 0.9999), "the embedding did not move: {similarity:?}");
+    let spread = similarity.iter().copied().fold(f32::MIN, f32::max) - similarity.iter().copied().fold(f32::MAX, f32::min);
+    assert!(spread > 0.01, "similarities within {spread}: {similarity:?}");
+    assert!(
+        similarity[0] > similarity[rates.len() - 1],
+        "pruning 80% must move further than pruning 10%: {similarity:?}"
+    );
+}
+
+#[test]
+fn global_allocation_per_unit_cost_never_empties_a_group_and_meets_the_target() {
+    for file in ["vgg16_cifar10.toml", "resnet56_cifar10.toml"] {
+        let net = common::zoo(file, None);
+        let deps = Dependencies::analyse(&net);
+        // Scores on wildly different scales per group: a raw global ranking would empty the
+        // groups whose scale is smallest.
+        let mut rng = StdRng::seed_from_u64(6);
+        let scores: Vec<Vec<f32>> = deps
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, group)| {
+                let scale = 10f32.powi((g % 5) as i32 - 2);
+                (0..if group.prunable() { group.size() } else { 0 })
+                    .map(|_| scale * rng.random::<f32>())
+                    .collect()
+            })
+            .collect();
+        for target in [0.3, 0.5, 0.7] {
+            let keep = sacp::channels::select(&net, &deps, &scores, target, Allocation::Global, 1.0).unwrap();
+            let reduction = sacp::channels::macs_reduction(&net, &deps, &keep);
+            assert!(
+                reduction >= target && reduction <= target + 0.02,
+                "{file}: {reduction} for target {target}"
+            );
+            for (g, kept) in deps.groups.iter().zip(&keep) {
+                assert!(!kept.is_empty(), "{file}: group {} emptied at target {target}", g.name);
+                if !g.prunable() {
+                    assert_eq!(kept.len(), g.size());
+                }
+            }
+        }
+    }
+}

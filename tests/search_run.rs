@@ -8,7 +8,7 @@ use sacp::search::candidates::{Candidate, Layout, Target};
 use sacp::search::clusters::RateGroup;
 use sacp::search::log::{Header, Log, Record};
 use sacp::search::space::{Ranking, SearchSection, Strategy};
-use sacp::search::{self, Space};
+use sacp::search::{self, Ranked, Space};
 use sacp::{data, train, weights};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -59,8 +59,15 @@ fn run_fake(strategy: Strategy, ranking: Ranking, budget: usize, threads: usize,
     };
     let path = dir.join(format!("{strategy:?}-{ranking:?}-{threads}.jsonl"));
     let (log, logged) = Log::open(&path, &Header::new("test".into(), vec![]), false).unwrap();
-    // A stand-in GCN ranking: prefers candidates that keep more of the early layers.
-    let mut rank = |cs: &[Candidate]| cs.iter().map(|c| -(c.rates[0] as f32)).collect::<Vec<f32>>();
+    // A stand-in GCN ranking: prefers candidates that keep more of the early layers, and
+    // is unsure about the last rate group once it has seen results.
+    let mut rank = |cs: &[Candidate], history: &[search::Scored]| Ranked {
+        score: cs.iter().map(|c| -(c.rates[0] as f32)).collect(),
+        spread: cs
+            .iter()
+            .map(|c| if history.is_empty() { 0.0 } else { c.rates[3] as f32 })
+            .collect(),
+    };
     let evaluate = |c: &Candidate| Ok(search::Score::Accuracy(fake_accuracy(c)));
     let space = Space {
         layout: &layout,
@@ -82,7 +89,7 @@ fn every_strategy_spends_its_budget_on_distinct_feasible_candidates() {
             assert!(outcome.records.iter().all(|r| (r.macs_reduction - 0.5).abs() <= 0.05 + 1e-12));
             let best = outcome.records.iter().map(|r| r.heldout_accuracy).fold(0.0, f64::max);
             assert_eq!(outcome.records[outcome.winner].heldout_accuracy, best);
-            assert_eq!(outcome.records.iter().any(|r| r.gcn_similarity.is_some()), ranking == Ranking::Gcn);
+            assert_eq!(outcome.records.iter().all(|r| r.predicted.is_some()), ranking == Ranking::Gcn);
         }
     }
 }
@@ -405,7 +412,16 @@ fn a_candidate_with_non_finite_outputs_is_logged_as_failed_and_never_wins() {
         target,
         grid: &grid,
     };
-    let outcome = search::run(&space, &settings, &mut |_| Vec::new(), &evaluate, log, logged, &|_, _| {}).unwrap();
+    let outcome = search::run(
+        &space,
+        &settings,
+        &mut |_, _| unreachable!("no ranking"),
+        &evaluate,
+        log,
+        logged,
+        &|_, _| {},
+    )
+    .unwrap();
     assert_eq!(outcome.records.len(), grid.len(), "the search completes");
     for r in &outcome.records {
         let keeps_poison = r.rates[0] == 0.0;
@@ -427,4 +443,79 @@ fn a_candidate_with_non_finite_outputs_is_logged_as_failed_and_never_wins() {
         logged.iter().filter(|r| r.failed.is_some()).count(),
         grid.iter().filter(|c| c.rates[0] == 0.0).count()
     );
+}
+
+/// Spearman's rank correlation; a NaN (undefined) fails the comparison that uses it.
+fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    sacp::report::spearman(a, b).unwrap_or(f64::NAN)
+}
+
+#[test]
+fn the_predictor_trained_on_a_logged_search_ranks_the_rest_better_than_the_l1_proxy() {
+    use rand::{RngExt, SeedableRng};
+    use sacp::channels::{channel_energy, keep_widths, kept_share, l1_scores};
+    use sacp::gcn::{Predictor, PredictorConfig, mask_of};
+    use sacp::pipeline::{CandidateEvaluator, Workbench};
+    let device = burn::tensor::Device::flex();
+    let net = vgg8();
+    let base = weights::load(base_weights()).unwrap();
+    let deps = Dependencies::analyse(&net);
+    let data = data::open(
+        &format!("fashion-mnist:{}/data/fashion-mnist-subset", root().display()),
+        [1, 28, 28],
+    )
+    .unwrap();
+    // 32 per-layer candidates at about half the MACs, each scored for real.
+    let per_layer: Vec<RateGroup> = deps
+        .groups
+        .iter()
+        .filter(|g| g.prunable())
+        .map(|g| RateGroup {
+            name: g.name.clone(),
+            groups: vec![g.id],
+        })
+        .collect();
+    let layout = Layout::new(&net, &deps, per_layer, (0..9).map(|i| i as f64 / 10.0).collect());
+    let target = Target {
+        macs: Some(0.5),
+        params: None,
+        tolerance: 0.1,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut candidates: Vec<Candidate> = Vec::new();
+    while candidates.len() < 32 {
+        let rates: Vec<f64> = (0..layout.rate_groups.len())
+            .map(|_| f64::from(rng.random_range(0..9u8)) / 10.0)
+            .collect();
+        let c = layout.candidate(&rates);
+        if target.admits(&c) && !candidates.iter().any(|d| d.widths == c.widths) {
+            candidates.push(c);
+        }
+    }
+    let bench = Workbench::new(&net, &base, &deps, &data, 1000, 64, 0, &device);
+    let heldout = bench.heldout_batches(8);
+    let l1 = l1_scores(&net, &base, &deps);
+    let evaluator = CandidateEvaluator {
+        keep: bench.keep_evaluator(&heldout, 6),
+        scores: &l1,
+    };
+    let accuracy: Vec<f64> = candidates
+        .iter()
+        .map(|c| match evaluator.accuracy(&c.widths).unwrap() {
+            search::Score::Accuracy(a) => a,
+            search::Score::Failed(why) => panic!("{why}"),
+        })
+        .collect();
+    let keeps: Vec<Vec<Vec<usize>>> = candidates.iter().map(|c| keep_widths(&deps, &l1, &c.widths)).collect();
+    let masks: Vec<Vec<f32>> = keeps.iter().map(|k| mask_of(&deps, k)).collect();
+    let l1_kept: Vec<f64> = keeps.iter().map(|k| kept_share(&l1, k)).collect();
+    // The first half is the "logged search" the predictor learns from; the second half is
+    // what it has to rank.
+    let energy = channel_energy(&net, &base, &deps, bench.probe(256).unwrap(), &device);
+    let mut predictor = Predictor::new(&net, &base, &deps, &energy, &PredictorConfig::default(), &device);
+    predictor.fit(&masks[..16], &accuracy[..16]);
+    let predicted: Vec<f64> = predictor.predict(&masks[16..]).score.into_iter().map(f64::from).collect();
+    let (ours, proxy) = (spearman(&predicted, &accuracy[16..]), spearman(&l1_kept[16..], &accuracy[16..]));
+    assert!(ours > proxy, "predictor Spearman {ours:.3} vs L1-kept proxy {proxy:.3}");
+    assert!(ours > 0.5, "predictor Spearman {ours:.3}");
 }

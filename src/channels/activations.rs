@@ -2,6 +2,7 @@
 //! average-pooled activation, the data that data-driven criteria (`similarity`, gcn-rl's
 //! channel graphs) compare channels by.
 
+use super::Scores;
 use crate::deps::Dependencies;
 use crate::exec::Executable;
 use crate::ir::{Network, Op};
@@ -48,6 +49,21 @@ pub fn channel_activations(
             g.channels
                 .iter()
                 .map(|members| column(members.iter().find(|u| u.node.index() == *layer).map_or(0, |u| u.channel)))
+                .collect()
+        })
+        .collect()
+}
+
+/// Every channel's activation energy over the batch `images`: the mean square of its
+/// pooled activation (read where [`channel_activations`] reads it), per prunable group (no
+/// values for pinned groups). What a channel contributes to the signal the next layer sees.
+pub fn channel_energy(net: &Network, weights: &Weights, deps: &Dependencies, images: Tensor<4>, device: &Device) -> Scores {
+    channel_activations(net, weights, deps, images, device)
+        .into_iter()
+        .map(|group| {
+            group
+                .iter()
+                .map(|v| v.iter().map(|x| x * x).sum::<f32>() / v.len().max(1) as f32)
                 .collect()
         })
         .collect()

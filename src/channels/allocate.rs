@@ -29,7 +29,11 @@ pub enum SelectError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Allocation {
-    /// One ranking of all channels of all groups: the least important go first.
+    /// One ranking of all channels of all groups by importance per unit of cost: a
+    /// channel's share of its group's remaining importance divided by the MACs it saves
+    /// (relative to the mean over groups). The channels that buy the most MACs for the
+    /// least of their group's importance go first; score scales never compare across
+    /// groups, and a group gets dearer to prune the more it has lost.
     Global,
     /// Every group loses the same share of its channels, its least important ones.
     Uniform,
@@ -63,6 +67,73 @@ fn keep_without(deps: &Dependencies, removed: &[Vec<usize>]) -> Vec<Vec<usize>> 
         .collect()
 }
 
+/// The MACs one channel of each group carries (what removing one of its channels saves);
+/// 0 for pinned groups.
+fn macs_per_channel(net: &Network, deps: &Dependencies) -> Vec<f64> {
+    let base = net.total_cost().macs as f64;
+    let all: Vec<Vec<usize>> = deps.groups.iter().map(|g| (0..g.size()).collect()).collect();
+    deps.groups
+        .iter()
+        .enumerate()
+        .map(|(g, group)| {
+            if !group.prunable() || group.size() < 2 {
+                return 0.0;
+            }
+            let mut keep = all.clone();
+            keep[g].remove(0);
+            base * macs_reduction(net, deps, &keep)
+        })
+        .collect()
+}
+
+/// The order in which global allocation removes channels: greedily, the channel whose
+/// removal loses the least of its group's remaining importance per MAC it saves, i.e.
+/// `(score / sum of the group's kept scores) / (group's MACs per channel / mean)`; within a
+/// group the least important go first, at most `cap(size)` of them. Scores are shifted to
+/// be positive within a group when some are negative. Summed over the removals this is
+/// the loss in `Σ_groups ln(kept share of the group's importance)` per MAC, so a group
+/// that has lost much becomes dearer to prune further and no group is emptied.
+fn global_order(
+    net: &Network,
+    deps: &Dependencies,
+    scores: &Scores,
+    orders: &[Vec<usize>],
+    cap: impl Fn(usize) -> usize,
+) -> Vec<(usize, usize)> {
+    let cost = macs_per_channel(net, deps);
+    let priced: Vec<f64> = cost.iter().copied().filter(|&c| c > 0.0).collect();
+    let mean_cost = priced.iter().sum::<f64>() / priced.len().max(1) as f64;
+    let positive: Vec<Vec<f64>> = scores
+        .iter()
+        .map(|s| {
+            let min = s.iter().map(|&v| f64::from(v)).fold(f64::INFINITY, f64::min);
+            let max = s.iter().map(|&v| f64::from(v)).fold(f64::NEG_INFINITY, f64::max);
+            let floor = 1e-3 * (max - min).abs().max(max.abs()).max(1e-12);
+            let shift = if min < floor { floor - min } else { 0.0 };
+            s.iter().map(|&v| f64::from(v) + shift).collect()
+        })
+        .collect();
+    let mut kept_sum: Vec<f64> = positive.iter().map(|s| s.iter().sum()).collect();
+    let mut next = vec![0usize; deps.groups.len()];
+    let mut sequence = Vec::new();
+    loop {
+        let pick = (0..deps.groups.len())
+            .filter(|&g| deps.groups[g].prunable() && next[g] < cap(deps.groups[g].size()).min(orders[g].len()))
+            .map(|g| {
+                let c = orders[g][next[g]];
+                let relative_cost = if cost[g] > 0.0 { cost[g] / mean_cost } else { f64::MIN_POSITIVE };
+                ((positive[g][c] / kept_sum[g]) / relative_cost, g)
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let Some((_, g)) = pick else { break };
+        let c = orders[g][next[g]];
+        kept_sum[g] -= positive[g][c];
+        next[g] += 1;
+        sequence.push((g, c));
+    }
+    sequence
+}
+
 /// The keep-set that removes at least `target` of the MACs with as few channels as the
 /// allocation allows, never removing more than `max_ratio` of any group's channels (and
 /// always keeping one). The reduction overshoots the target by at most one channel's worth.
@@ -87,20 +158,14 @@ pub fn select(
     // `removed(x)`: the channels removed at step x of a monotone schedule.
     let (steps, removed): (usize, RemovalSchedule<'_>) = match allocation {
         Allocation::Global => {
-            let mut all: Vec<(f32, usize, usize)> = Vec::new();
-            for (g, (group, order)) in deps.groups.iter().zip(&orders).enumerate() {
-                for &c in order.iter().take(cap(group.size())) {
-                    all.push((scores[g][c], g, c));
-                }
-            }
-            all.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+            let all = global_order(net, deps, scores, &orders, cap);
             let n = all.len();
             let groups = deps.groups.len();
             (
                 n,
                 Box::new(move |x| {
                     let mut out = vec![Vec::new(); groups];
-                    all[..x].iter().for_each(|&(_, g, c)| out[g].push(c));
+                    all[..x].iter().for_each(|&(g, c)| out[g].push(c));
                     out
                 }),
             )

@@ -8,7 +8,7 @@ mod activations;
 mod allocate;
 mod magnitude;
 
-pub use activations::channel_activations;
+pub use activations::{channel_activations, channel_energy};
 pub use allocate::{Allocation, SelectError, keep_widths, macs_reduction, select};
 pub use magnitude::{Norm, bn_scale, filter_norms};
 
@@ -24,4 +24,16 @@ pub type Scores = Vec<Vec<f32>>;
 /// gcn-rl's node features are built from them).
 pub fn l1_scores(net: &Network, weights: &Weights, deps: &Dependencies) -> Scores {
     filter_norms(net, weights, deps, Norm::L1)
+}
+
+/// The share of the total score of all prunable channels that a keep-set keeps (with `l1`
+/// scores: the share of the L1 norm kept, a cheap proxy of a candidate's accuracy).
+pub fn kept_share(scores: &Scores, keep: &[Vec<usize>]) -> f64 {
+    let total: f64 = scores.iter().flatten().map(|&v| f64::from(v)).sum();
+    let kept: f64 = keep
+        .iter()
+        .zip(scores)
+        .map(|(kept, s)| kept.iter().filter_map(|&c| s.get(c)).map(|&v| f64::from(v)).sum::<f64>())
+        .sum();
+    kept / total
 }

@@ -13,6 +13,9 @@ use crate::weights::Weights;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 
+/// The least share a mask-dependent feature takes the log of (an emptied layer is not −∞).
+const LEAST_SHARE: f64 = 1e-3;
+
 /// Number of features per node.
 pub const FEATURES: usize = OP_KINDS.len() + 10;
 
@@ -54,6 +57,17 @@ fn standardise(values: &[f32]) -> Vec<f32> {
     values.iter().map(|v| if std > 1e-12 { (v - mean) / std } else { 0.0 }).collect()
 }
 
+/// For every layer, the mask entry each of its output units follows.
+pub(super) fn unit_index(net: &Network, deps: &Dependencies, offsets: &[usize]) -> Vec<Vec<usize>> {
+    let mut index: Vec<Vec<usize>> = net.nodes().map(|l| vec![0; units(net, l)]).collect();
+    for (g, group) in deps.groups.iter().enumerate() {
+        for (k, members) in group.channels.iter().enumerate() {
+            members.iter().for_each(|u| index[u.node.index()][u.channel] = offsets[g] + k);
+        }
+    }
+    index
+}
+
 impl GraphInput {
     /// Builds the graph of a network with its weights.
     pub fn new(net: &Network, weights: &Weights, deps: &Dependencies, device: &Device) -> GraphInput {
@@ -64,13 +78,7 @@ impl GraphInput {
             offsets.push(total);
             total += g.size();
         }
-        // Which mask entry each layer's output unit follows.
-        let mut unit_index: Vec<Vec<usize>> = net.nodes().map(|l| vec![0; units(net, l)]).collect();
-        for (g, group) in deps.groups.iter().enumerate() {
-            for (k, members) in group.channels.iter().enumerate() {
-                members.iter().for_each(|u| unit_index[u.node.index()][u.channel] = offsets[g] + k);
-            }
-        }
+        let unit_index = unit_index(net, deps, &offsets);
         // Adjacency with self loops, symmetric normalisation.
         let mut a = vec![0f32; n * n];
         for l in net.nodes() {
@@ -172,16 +180,31 @@ impl GraphInput {
         }
     }
 
+    /// What every layer is, whatever the mask: `[nodes, OP_KINDS + 4]`, its kind (one-hot),
+    /// kernel and stride, and its share of the network's MACs and parameters.
+    pub(super) fn descriptors(&self) -> Tensor<2> {
+        Tensor::cat(
+            vec![
+                self.constant.clone(),
+                self.macs[0].clone().transpose(),
+                self.params[0].clone().transpose(),
+            ],
+            1,
+        )
+    }
+
     /// Node features `[B, nodes, FEATURES]` for a batch of masks `[B, total]`.
     pub fn features(&self, masks: Tensor<2>) -> Tensor<3> {
         let [batch, _] = masks.dims();
         let kept_out = masks.clone().matmul(self.out_share.clone());
         let kept_in = masks.clone().matmul(self.in_share.clone());
-        // share · (1 + uses·(fraction − 1)): the cost share left at these fractions.
-        let scaled = |[share, uses_in, uses_out]: &[Tensor<2>; 3]| {
+        // (1 + uses·(fraction − 1)) per side: the share of a layer's cost left at these
+        // fractions, and that share weighted by the layer's part of the network's cost.
+        let left = |[share, uses_in, uses_out]: &[Tensor<2>; 3]| {
             let f_in = (kept_in.clone().sub_scalar(1.0) * uses_in.clone()).add_scalar(1.0);
             let f_out = (kept_out.clone().sub_scalar(1.0) * uses_out.clone()).add_scalar(1.0);
-            f_in * f_out * share.clone()
+            let log_left = (f_in * f_out).clamp_min(LEAST_SHARE).log();
+            (log_left.clone(), log_left * share.clone().mul_scalar(self.nodes as f64))
         };
         let stats = |[sum, sum_sq, count]: &[Tensor<2>; 3]| {
             let n = masks.clone().matmul(count.clone()).add_scalar(1e-6);
@@ -191,15 +214,23 @@ impl GraphInput {
         };
         let (norm_mean, norm_std) = stats(&self.norm_stats);
         let (gamma_mean, gamma_std) = stats(&self.gamma_stats);
+        // Every mask-dependent feature is 0 for the unpruned network and moves away from it
+        // as channels go: log shares kept (so halving a layer moves it as far as halving
+        // it again), the log of the cost left (plain and weighted by the layer's share of
+        // the network's MACs plus its share of the parameters), norm statistics of the kept
+        // channels relative to all of them (z-scores: mean 0, std 1 when all are kept).
+        let log_share = |t: Tensor<2>| t.clamp_min(LEAST_SHARE).log();
+        let (macs_left, macs_weighted) = left(&self.macs);
+        let (_, params_weighted) = left(&self.params);
         let per_node = [
-            kept_in.clone(),
-            kept_out.clone(),
-            scaled(&self.macs),
-            scaled(&self.params),
+            log_share(kept_in.clone()),
+            log_share(kept_out.clone()),
+            macs_left,
+            macs_weighted + params_weighted,
             norm_mean,
-            norm_std,
+            norm_std.sub_scalar(1.0),
             gamma_mean,
-            gamma_std,
+            gamma_std.sub_scalar(1.0),
         ];
         let varying: Vec<Tensor<3>> = per_node.into_iter().map(|t| t.reshape([batch, self.nodes, 1])).collect();
         let constant = self.constant.clone().unsqueeze_dim::<3>(0).repeat_dim(0, batch);

@@ -7,9 +7,11 @@
 mod contrastive;
 mod features;
 mod model;
+mod predictor;
 
 pub use features::{FEATURES, GraphInput};
 pub use model::{Dense, GcnModel};
+pub use predictor::{Prediction, Predictor, PredictorConfig};
 
 use crate::channels::Scores;
 use crate::deps::Dependencies;

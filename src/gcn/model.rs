@@ -24,11 +24,12 @@ impl Dense {
         }
     }
 
-    /// A layer whose weight and bias are zero: it outputs nothing until it is trained.
-    pub(crate) fn zeroed(inputs: usize, outputs: usize, device: &Device) -> Dense {
+    /// A layer whose weight is zero and every bias `bias`: it outputs `bias` whatever its
+    /// input until it is trained.
+    pub(crate) fn constant(inputs: usize, outputs: usize, bias: f32, device: &Device) -> Dense {
         Dense {
             weight: Param::from_tensor(Tensor::zeros([inputs, outputs], device)),
-            bias: Param::from_tensor(Tensor::zeros([outputs], device)),
+            bias: Param::from_tensor(Tensor::full([outputs], bias, device)),
         }
     }
 

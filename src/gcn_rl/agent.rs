@@ -54,7 +54,7 @@ impl Agents {
         let agents = (0..count)
             .map(|_| Agent {
                 hidden: Dense::new(NODE_FEATURES, hidden, &mut rng, device),
-                output: Dense::zeroed(hidden, 1, device),
+                output: Dense::constant(hidden, 1, 0.0, device),
             })
             .collect();
         Agents { agents }

@@ -102,6 +102,7 @@ fn report(run: &Run, outcome: &Outcome, pruned: &Network, base: Side, pruned_sid
         candidates_reused: outcome.reused,
         candidates_failed: outcome.records.iter().filter(|r| r.failed.is_some()).count(),
         feasible_grid_points: c.grid.len(),
+        ranking_spearman: crate::report::ranking_spearman(&outcome.records),
         winner,
         search: serde_json::json!({
             "strategy": space.search.strategy, "ranking": space.search.ranking,

@@ -1,5 +1,5 @@
 //! Stage 3, channel scores: the GCN encoder (trained, or loaded from the output folder)
-//! when the method or the ranking needs it, then every channel scored by the space's
+//! when the method or the similarity ranking needs it, then every channel scored by the space's
 //! importance method (gcn-rl's agents trained on the workbench's data).
 
 use super::prepare::Run;
@@ -27,7 +27,7 @@ pub fn score_channels(run: &Run, bench: &Workbench) -> Result<Scored, PipelineEr
     let settings = &run.checked.settings;
     let method = settings.method;
     let weights_key = gcn::cache_key(bench.net, bench.weights, &settings.gcn);
-    let encoder = if method == Method::Gcn || space.search.ranking == Ranking::Gcn {
+    let encoder = if method == Method::Gcn || space.search.ranking == Ranking::Similarity {
         run.say("GCN encoder: training (or loading from the output folder)".into());
         let cache = run.out.join(format!("gcn-{weights_key}.safetensors"));
         Some(Encoder::load_or_train(

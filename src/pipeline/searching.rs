@@ -1,5 +1,5 @@
-//! Stage 4, the search: candidates proposed by the strategy, ranked by the GCN encoder's
-//! similarity (or shuffled), evaluated in parallel on the workbench (cut, recalibrated,
+//! Stage 4, the search: candidates proposed by the strategy, ranked by the GCN predictor
+//! (trained on the rounds so far) or the encoder's similarity (or shuffled), evaluated in parallel on the workbench (cut, recalibrated,
 //! scored on the held-out batches) and logged as they finish.
 
 use super::evaluate::CandidateEvaluator;
@@ -7,14 +7,17 @@ use super::prepare::Run;
 use super::scoring::Scored;
 use super::workbench::Workbench;
 use super::{PipelineError, bar, fingerprint};
-use crate::channels::keep_widths;
-use crate::gcn;
+use crate::channels::{channel_energy, keep_widths};
+use crate::gcn::{self, Predictor, PredictorConfig};
 use crate::search::candidates::{Candidate, Layout};
 use crate::search::log::{Header, Log, Record};
 use crate::search::space::Ranking;
-use crate::search::{self, Outcome, Space};
+use crate::search::{self, Outcome, Ranked, Space};
 use indicatif::ProgressBar;
 use std::sync::Mutex;
+
+/// Images whose activations give the predictor its channel energies.
+const PROBE_IMAGES: usize = 256;
 
 /// Runs the search of the prepared space and returns every candidate and the winner.
 pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Result<Outcome, PipelineError> {
@@ -41,7 +44,11 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
     run.say(format!(
         "searching: {:?} strategy, {} ranking, budget {}, top-m {} per round",
         space.search.strategy,
-        if space.search.ranking == Ranking::Gcn { "GCN" } else { "no" },
+        match space.search.ranking {
+            Ranking::Gcn => "GCN predictor",
+            Ranking::Similarity => "GCN similarity",
+            Ranking::None => "no",
+        },
         space.search.budget,
         space.search.gcn_top_m
     ));
@@ -51,13 +58,44 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
         "  candidates [{bar:30}] {pos}/{len} {msg} ETA {eta}",
     );
     let observe = best_so_far(&progress);
-    let mut rank = |candidates: &[Candidate]| -> Vec<f32> {
-        let encoder = scored.encoder.as_ref().expect("the GCN ranking has an encoder");
-        let masks: Vec<Vec<f32>> = candidates
-            .iter()
-            .map(|c| gcn::mask_of(bench.deps, &keep_widths(bench.deps, &scored.scores, &c.widths)))
-            .collect();
-        encoder.similarity(&masks)
+    let mask = |c: &Candidate| gcn::mask_of(bench.deps, &keep_widths(bench.deps, &scored.scores, &c.widths));
+    let mut predictor = match space.search.ranking {
+        Ranking::Gcn => {
+            let energy = channel_energy(bench.net, bench.weights, bench.deps, bench.probe(PROBE_IMAGES)?, bench.device);
+            let config = PredictorConfig {
+                seed: space.search.seed,
+                ..PredictorConfig::default()
+            };
+            Some(Predictor::new(bench.net, bench.weights, bench.deps, &energy, &config, bench.device))
+        }
+        _ => None,
+    };
+    let mut fitted_on = usize::MAX;
+    let mut rank = |candidates: &[Candidate], history: &[search::Scored]| -> Ranked {
+        let masks: Vec<Vec<f32>> = candidates.iter().map(mask).collect();
+        match predictor.as_mut() {
+            Some(predictor) => {
+                if fitted_on != history.len() {
+                    let seen: Vec<Vec<f32>> = history.iter().map(|h| mask(h.candidate)).collect();
+                    let accuracy: Vec<f64> = history.iter().map(|h| h.accuracy).collect();
+                    predictor.fit(&seen, &accuracy);
+                    fitted_on = history.len();
+                }
+                let p = predictor.predict(&masks);
+                Ranked {
+                    score: p.score,
+                    spread: p.spread,
+                }
+            }
+            None => {
+                let encoder = scored.encoder.as_ref().expect("the similarity ranking has an encoder");
+                let score = encoder.similarity(&masks);
+                Ranked {
+                    spread: vec![0.0; score.len()],
+                    score,
+                }
+            }
+        }
     };
     let evaluate = |c: &Candidate| evaluator.accuracy(&c.widths).map_err(|e| e.to_string());
     let search_space = Space {

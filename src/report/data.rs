@@ -73,6 +73,11 @@ pub struct Report {
     pub candidates_failed: usize,
     /// Feasible points of the coarse grid.
     pub feasible_grid_points: usize,
+    /// How well the ranking predicted the search's measured accuracies: Spearman's rank
+    /// correlation of the ranking's score (when each candidate was chosen) with its
+    /// held-out accuracy, over the scored candidates; absent without a ranking or with
+    /// fewer than three of them.
+    pub ranking_spearman: Option<f64>,
     /// The winner's log record (held-out accuracy before fine-tuning).
     pub winner: Record,
     /// Search settings: strategy, ranking, importance, seed.
@@ -99,4 +104,52 @@ pub fn layer_widths(base: &Network, pruned: &Network) -> Vec<LayerWidth> {
             })
         })
         .collect()
+}
+
+/// Spearman's rank correlation of `a` and `b` (ties take their average rank); `None` for
+/// fewer than two pairs, when either side is constant, or when any value is not finite.
+pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() != b.len() || a.len() < 2 || a.iter().chain(b).any(|v| !v.is_finite()) {
+        return None;
+    }
+    let rank = |v: &[f64]| {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut ranks = vec![0.0; v.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start;
+            while end + 1 < order.len() && v[order[end + 1]] == v[order[start]] {
+                end += 1;
+            }
+            (start..=end).for_each(|k| ranks[order[k]] = (start + end) as f64 / 2.0);
+            start = end + 1;
+        }
+        ranks
+    };
+    let (ra, rb) = (rank(a), rank(b));
+    let mean = (a.len() - 1) as f64 / 2.0;
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - mean) * (y - mean)).sum();
+    let var = |r: &[f64]| r.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
+    let denominator = (var(&ra) * var(&rb)).sqrt();
+    (denominator > 0.0).then(|| cov / denominator)
+}
+
+/// The scored candidates that carry a ranking score: (score, held-out accuracy) pairs.
+pub fn predicted_and_measured(records: &[Record]) -> Vec<(f64, f64)> {
+    records
+        .iter()
+        .filter(|r| r.failed.is_none())
+        .filter_map(|r| r.predicted.map(|p| (f64::from(p), r.heldout_accuracy)))
+        .collect()
+}
+
+/// [`Report::ranking_spearman`] of a search's records.
+pub fn ranking_spearman(records: &[Record]) -> Option<f64> {
+    let pairs = predicted_and_measured(records);
+    if pairs.len() < 3 {
+        return None;
+    }
+    let (predicted, measured): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+    spearman(&predicted, &measured)
 }

@@ -1,20 +1,24 @@
 //! `report.md` and its SVG plots: what a person reads after a search. Tables of base vs
 //! pruned network (accuracy, MACs, params, latency), the winning rates and the per-layer
 //! widths; plots of every candidate (accuracy vs MACs with the Pareto front and the
-//! winner), of the channels per layer and of the search's progress.
+//! winner), of the channels per layer, of the search's progress and of the ranking's
+//! predictions against the measured accuracies.
 
 mod data;
 pub mod plots;
 
-pub use data::{LayerWidth, RateGroupReport, Report, Side, layer_widths};
+pub use data::{LayerWidth, RateGroupReport, Report, Side, layer_widths, predicted_and_measured, ranking_spearman, spearman};
 
 use crate::search::log::Record;
 use crate::weights::write_atomic;
 use std::fmt::Write;
 use std::path::Path;
 
-/// The plot files written beside `report.md`.
+/// The plot files written beside `report.md` for every search.
 pub const PLOTS: [&str; 3] = ["accuracy_vs_macs.svg", "widths.svg", "progress.svg"];
+/// The plot of the ranking's predictions against the measured accuracies, written when the
+/// search was ranked.
+pub const RANKING_PLOT: &str = "predicted_vs_measured.svg";
 
 fn millions(v: u64) -> String {
     format!("{:.3} M", v as f64 / 1e6)
@@ -109,9 +113,11 @@ pub fn markdown(report: &Report, records: &[Record]) -> String {
     );
     let _ = writeln!(md, "![accuracy vs MACs](accuracy_vs_macs.svg)\n");
     let _ = writeln!(md, "![search progress](progress.svg)\n");
+    ranking_section(&mut md, report, records);
+    let _ = writeln!(md, "## Pareto front\n");
     let _ = writeln!(
         md,
-        "| MACs removed | params removed | held-out | GCN similarity | rates |\n|---|---|---|---|---|"
+        "| MACs removed | params removed | held-out | ranking score | rates |\n|---|---|---|---|---|"
     );
     for &i in &front {
         let r = &records[i];
@@ -122,11 +128,30 @@ pub fn markdown(report: &Report, records: &[Record]) -> String {
             pct(r.macs_reduction),
             pct(r.params_reduction),
             pct(r.heldout_accuracy),
-            r.gcn_similarity.map_or("–".to_string(), |s| format!("{s:.4}")),
+            r.predicted.map_or("–".to_string(), |s| format!("{s:.4}")),
             rates.join(" / ")
         );
     }
     md
+}
+
+/// How well the ranking predicted this search's accuracies (nothing for an unranked one).
+fn ranking_section(md: &mut String, report: &Report, records: &[Record]) {
+    let pairs = predicted_and_measured(records);
+    if pairs.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Ranking quality\n");
+    let _ = writeln!(
+        md,
+        "The ranking's score of every scored candidate when it was chosen, against its measured held-out accuracy ({} candidates). Spearman's rank correlation: {}.\n",
+        pairs.len(),
+        report.ranking_spearman.map_or(
+            "not defined (fewer than three candidates, or constant values)".to_string(),
+            |s| format!("{s:.3}")
+        )
+    );
+    let _ = writeln!(md, "![predicted vs measured]({RANKING_PLOT})\n");
 }
 
 /// Writes `report.md` and its plots into `out` (each file atomically).
@@ -139,6 +164,10 @@ pub fn write(out: &Path, report: &Report, records: &[Record]) -> Result<(), plot
     ];
     for (name, svg) in PLOTS.iter().zip(svgs) {
         write_atomic(&out.join(name), svg.as_bytes())?;
+    }
+    let pairs = predicted_and_measured(records);
+    if !pairs.is_empty() {
+        write_atomic(&out.join(RANKING_PLOT), plots::predicted_vs_measured(&pairs)?.as_bytes())?;
     }
     write_atomic(&out.join("report.md"), markdown(report, records).as_bytes())?;
     Ok(())

@@ -198,3 +198,34 @@ fn draw_progress(svg: &mut String, records: &[Record]) -> Result<(), PlotError> 
     root.present()?;
     Ok(())
 }
+
+/// SVG: the ranking's score of every scored candidate against its measured held-out accuracy.
+pub fn predicted_vs_measured(pairs: &[(f64, f64)]) -> Result<String, PlotError> {
+    let mut svg = String::new();
+    draw_predicted_vs_measured(&mut svg, pairs)?;
+    Ok(svg)
+}
+
+fn draw_predicted_vs_measured(svg: &mut String, pairs: &[(f64, f64)]) -> Result<(), PlotError> {
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let xs = pairs.iter().map(|p| p.0);
+    let lo = xs.clone().fold(f64::INFINITY, f64::min);
+    let hi = xs.fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((hi - lo) * 0.08).max(1e-3);
+    let ys = pairs.iter().map(|p| 100.0 * p.1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Ranking score vs measured accuracy", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d((lo - pad)..(hi + pad), padded(ys))?;
+    chart
+        .configure_mesh()
+        .x_desc("ranking score when chosen (higher = predicted better)")
+        .y_desc("held-out accuracy after BN recalibration (%)")
+        .draw()?;
+    chart.draw_series(pairs.iter().map(|&(x, y)| Circle::new((x, 100.0 * y), 4, BLUE.mix(0.5).filled())))?;
+    root.present()?;
+    Ok(())
+}

@@ -47,6 +47,15 @@ pub fn rate_groups(space: &SearchSpace, net: &Network, deps: &Dependencies) -> R
         .iter()
         .filter(|g| g.prunable() && !exclude.iter().any(|p| p.matches(&g.name)))
         .collect();
+    if space.space.clustering == Clustering::Explicit {
+        return explicit(space, &candidates);
+    }
+    Ok(clustered(net, &candidates, space.space.clustering))
+}
+
+/// Rate groups of `candidates` (prunable channel groups) by a clustering other than
+/// `explicit` (which needs the space's patterns; it gets one rate group per candidate here).
+pub fn clustered(net: &Network, candidates: &[&ChannelGroup], clustering: Clustering) -> Vec<RateGroup> {
     // Stages: distinct spatial sizes, largest first; vectors (classifier) come last.
     let mut sizes: Vec<usize> = candidates.iter().map(|g| producer_shape(net, g).spatial()).collect();
     sizes.sort_unstable_by(|a, b| b.cmp(a));
@@ -64,15 +73,14 @@ pub fn rate_groups(space: &SearchSpace, net: &Network, deps: &Dependencies) -> R
         Some(c) => c.groups.push(id),
         None => clusters.push(RateGroup { name, groups: vec![id] }),
     };
-    match space.space.clustering {
-        Clustering::PerLayer => candidates.iter().for_each(|g| add(g.name.clone(), g.id)),
+    match clustering {
+        Clustering::PerLayer | Clustering::Explicit => candidates.iter().for_each(|g| add(g.name.clone(), g.id)),
         Clustering::PerStage => candidates.iter().for_each(|g| add(stage_of(g), g.id)),
         Clustering::PerBlockPosition => candidates
             .iter()
             .for_each(|g| add(format!("{}/{}", stage_of(g), without_block_index(&g.name)), g.id)),
-        Clustering::Explicit => return explicit(space, &candidates),
     }
-    Ok(clusters)
+    clusters
 }
 
 fn explicit(space: &SearchSpace, candidates: &[&ChannelGroup]) -> Result<Vec<RateGroup>, SpecError> {

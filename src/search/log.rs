@@ -28,8 +28,10 @@ pub struct Record {
     pub macs_reduction: f64,
     /// Share of parameters removed.
     pub params_reduction: f64,
-    /// Cosine similarity of its GCN embedding to the original's (when ranked by the GCN).
-    pub gcn_similarity: Option<f32>,
+    /// The ranking's score when the candidate was chosen: the GCN predictor's (trained on
+    /// the rounds before) or the embedding similarity; absent for `ranking = "none"`.
+    #[serde(default, alias = "gcn_similarity")]
+    pub predicted: Option<f32>,
     /// Held-out accuracy after BatchNorm recalibration (0 when the evaluation failed).
     pub heldout_accuracy: f64,
     /// Why the candidate could not be scored (it never wins); absent when it was scored.
@@ -205,7 +207,7 @@ mod tests {
             params: 20,
             macs_reduction: 0.5,
             params_reduction: 0.4,
-            gcn_similarity: Some(0.9),
+            predicted: Some(0.9),
             heldout_accuracy: 0.8,
             failed: (round == 1).then(|| "non-finite logits".to_string()),
             seconds: 1.0,

@@ -1,9 +1,11 @@
 //! The search over per-rate-group pruning rates (SACP's bounded combination space).
 //!
 //! Each round a strategy proposes feasible, unseen candidates (the constraints are checked
-//! on the graph, before any evaluation); they are ranked by the GCN embedding's similarity
-//! to the original network (or shuffled, the baseline) and the top-m are evaluated in
-//! parallel by a caller-supplied evaluator. Every evaluation is logged at once; a resumed
+//! on the graph, before any evaluation); a caller-supplied ranker scores them (the GCN
+//! predictor, trained on the results so far, or the embedding similarity; or they are
+//! shuffled, the baseline) and the top-m are evaluated in parallel by a caller-supplied
+//! evaluator. A share of the top-m (`explore`) goes to the candidates the ranker is least
+//! sure of. Every evaluation is logged at once; a resumed
 //! search replays the same rounds and takes logged results instead of evaluating again.
 //! Everything here is pure except the evaluator the caller passes in.
 
@@ -21,7 +23,8 @@ use space::{Ranking, SearchSection};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
-use strategy::{Proposer, Scored, round_rng};
+pub use strategy::Scored;
+use strategy::{Proposer, round_rng};
 
 /// Errors of a search run.
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +76,17 @@ pub enum Score {
 
 /// Scores a candidate; an `Err` (e.g. unreadable data) stops the search.
 pub type Evaluate<'a> = dyn Fn(&Candidate) -> Result<Score, String> + Sync + 'a;
-/// Similarity of each candidate's GCN embedding to the original network's.
-pub type Rank<'a> = dyn FnMut(&[Candidate]) -> Vec<f32> + 'a;
+/// A ranker's view of a round's candidates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ranked {
+    /// Score per candidate: higher is expected to be more accurate.
+    pub score: Vec<f32>,
+    /// Uncertainty per candidate (zeros when the ranker has none).
+    pub spread: Vec<f32>,
+}
+
+/// Ranks a round's candidates, given every candidate scored so far (in evaluation order).
+pub type Rank<'a> = dyn FnMut(&[Candidate], &[Scored]) -> Ranked + 'a;
 /// Sees every record as it is done, and whether it came from the log.
 pub type Observe<'a> = dyn Fn(&Record, bool) + Sync + 'a;
 
@@ -86,6 +98,25 @@ pub struct Space<'a> {
     pub target: Target,
     /// The feasible points of the coarse grid.
     pub grid: &'a [Candidate],
+}
+
+/// The order in which a round's candidates are evaluated: the `take − explore` best
+/// scored, then the `explore` most uncertain of the rest (ties by position).
+/// Exploration only happens when the ranker reports some uncertainty.
+fn top_m(ranked: &Ranked, take: usize, explore: usize) -> Vec<usize> {
+    let by = |values: &[f32]| {
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+        order
+    };
+    let mut order: Vec<usize> = by(&ranked.score).into_iter().take(take.saturating_sub(explore)).collect();
+    let uncertain: Vec<usize> = by(&ranked.spread)
+        .into_iter()
+        .filter(|i| !order.contains(i))
+        .take(explore)
+        .collect();
+    order.extend(uncertain);
+    order
 }
 
 /// Runs the search. `logged` are records of an earlier run of the same search (from
@@ -111,7 +142,6 @@ pub fn run(
     let mut proposer = Proposer::new(settings.strategy, settings.seed, &space.layout.levels);
     let mut done: Vec<(Candidate, Record)> = Vec::new();
     let mut seen: HashSet<Vec<usize>> = HashSet::new();
-    let mut similarity: HashMap<Vec<usize>, f32> = HashMap::new();
     let mut reused = 0;
     let mut round = 0;
     while done.len() < settings.budget {
@@ -127,33 +157,33 @@ pub fn run(
         if proposals.is_empty() {
             break;
         }
-        let order: Vec<usize> = match settings.ranking {
-            Ranking::Gcn => {
-                let missing: Vec<Candidate> = proposals.iter().filter(|c| !similarity.contains_key(&c.widths)).cloned().collect();
-                if !missing.is_empty() {
-                    let sims = rank(&missing);
-                    similarity.extend(missing.into_iter().map(|c| c.widths).zip(sims));
-                }
-                let mut order: Vec<usize> = (0..proposals.len()).collect();
-                order.sort_by(|&a, &b| {
-                    similarity[&proposals[b].widths]
-                        .total_cmp(&similarity[&proposals[a].widths])
-                        .then(a.cmp(&b))
-                });
-                order
-            }
+        let take = settings.gcn_top_m.min(settings.budget - done.len());
+        let (order, predicted) = match settings.ranking {
             Ranking::None => {
                 let mut order: Vec<usize> = (0..proposals.len()).collect();
                 order.shuffle(&mut round_rng(settings.seed.wrapping_add(1), round));
-                order
+                (order, None)
+            }
+            Ranking::Gcn | Ranking::Similarity => {
+                let ranked = rank(&proposals, &history);
+                let uncertain = ranked.spread.iter().any(|&s| s > 0.0);
+                let explore = if settings.ranking == Ranking::Similarity || !uncertain {
+                    0
+                } else {
+                    (settings.explore * take as f64).floor() as usize
+                };
+                (top_m(&ranked, take, explore), Some(ranked.score))
             }
         };
-        let take = settings.gcn_top_m.min(settings.budget - done.len());
-        let chosen: Vec<&Candidate> = order.iter().take(take).map(|&i| &proposals[i]).collect();
+        let chosen: Vec<(&Candidate, Option<f32>)> = order
+            .iter()
+            .take(take)
+            .map(|&i| (&proposals[i], predicted.as_ref().map(|p| p[i])))
+            .collect();
         let results: Vec<Result<(Record, bool), SearchError>> = pool.install(|| {
             chosen
                 .par_iter()
-                .map(|c| {
+                .map(|&(c, predicted)| {
                     if let Some(r) = logged.get(&c.widths) {
                         observe(r, true);
                         return Ok((r.clone(), true));
@@ -172,7 +202,7 @@ pub fn run(
                         params: c.params,
                         macs_reduction: c.macs_reduction,
                         params_reduction: c.params_reduction,
-                        gcn_similarity: similarity.get(&c.widths).copied(),
+                        predicted,
                         heldout_accuracy: accuracy,
                         failed,
                         seconds: started.elapsed().as_secs_f64(),
@@ -183,7 +213,7 @@ pub fn run(
                 })
                 .collect()
         });
-        for (c, result) in chosen.into_iter().zip(results) {
+        for ((c, _), result) in chosen.into_iter().zip(results) {
             let (record, from_log) = result?;
             reused += usize::from(from_log);
             seen.insert(c.widths.clone());
@@ -208,5 +238,23 @@ pub fn run(
                 .find_map(|r| r.failed.clone())
                 .unwrap_or_else(|| "no candidate was evaluated".into()),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Ranked, top_m};
+
+    #[test]
+    fn top_m_spends_the_exploration_share_on_the_most_uncertain_of_the_rest() {
+        let ranked = Ranked {
+            score: vec![0.9, 0.8, 0.7, 0.1, 0.2],
+            spread: vec![0.6, 0.0, 0.1, 0.5, 0.3],
+        };
+        assert_eq!(top_m(&ranked, 3, 0), vec![0, 1, 2]);
+        // Candidate 0 is the most uncertain but already among the best: the next one is 3.
+        assert_eq!(top_m(&ranked, 3, 1), vec![0, 1, 3]);
+        assert_eq!(top_m(&ranked, 4, 2), vec![0, 1, 3, 4]);
+        assert_eq!(top_m(&ranked, 2, 2), vec![0, 3]);
     }
 }

@@ -239,8 +239,12 @@ pub enum Strategy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Ranking {
-    /// The top-m by the GCN embedding's similarity to the original network.
+    /// The top-m by the GCN accuracy predictor (trained on every earlier round's results),
+    /// a share `explore` of them the candidates it is least sure of.
     Gcn,
+    /// The top-m by the GCN embedding's cosine similarity to the original network (SACP's
+    /// ranking as published).
+    Similarity,
     /// m of the pool at random (the baseline of the GCN ranking).
     None,
 }
@@ -259,6 +263,9 @@ pub struct SearchSection {
     pub pool: usize,
     /// How the top-m are picked from the pool.
     pub ranking: Ranking,
+    /// Share of each round's top-m given to the candidates the predictor is least sure of
+    /// (`ranking = "gcn"`, from the second round on), in [0, 1].
+    pub explore: f64,
     /// How channels are chosen inside a group once its width is fixed: an importance
     /// method's name (`gcn`, `l1`, ...), interpreted by the pipeline.
     pub importance: String,
@@ -278,6 +285,7 @@ impl Default for SearchSection {
             gcn_top_m: 8,
             pool: 256,
             ranking: Ranking::Gcn,
+            explore: 0.25,
             importance: "gcn".into(),
             gcn_steps: None,
             seed: 0,
@@ -462,6 +470,9 @@ impl SearchSpace {
                 "train.epochs",
                 "without `model.weights` the base network is trained: give at least 1 epoch",
             ));
+        }
+        if !(0.0..=1.0).contains(&self.search.explore) {
+            return Err(self.error("search.explore", "must be a share in [0, 1]"));
         }
         self.check_rates()?;
         if self.space.max_combinations == 0 {
