@@ -204,7 +204,42 @@ pub fn select(
         let mid = (lo + hi) / 2;
         if reduction(mid) >= target { hi = mid } else { lo = mid + 1 }
     }
+    if allocation == Allocation::Global && lo > 0 {
+        return Ok(keep_without(
+            deps,
+            &last_step_closest(net, deps, &orders, removed(lo - 1), target, cap),
+        ));
+    }
     Ok(keep_without(deps, &removed(lo)))
+}
+
+/// The last channel of a global schedule, chosen to overshoot the target least: `before`
+/// falls short of it; among the next channel of every group (within its cap) whose removal
+/// reaches the target, the one that removes the fewest MACs. One channel of a residual
+/// group can carry several percent of a network's MACs, so the greedy next channel may
+/// overshoot far more than the cheapest one that suffices.
+fn last_step_closest(
+    net: &Network,
+    deps: &Dependencies,
+    orders: &[Vec<usize>],
+    before: Vec<Vec<usize>>,
+    target: f64,
+    cap: impl Fn(usize) -> usize,
+) -> Vec<Vec<usize>> {
+    let mut best: Option<(f64, Vec<Vec<usize>>)> = None;
+    for (g, group) in deps.groups.iter().enumerate() {
+        let gone = before[g].len();
+        if !group.prunable() || gone >= cap(group.size()).min(orders[g].len()) {
+            continue;
+        }
+        let mut removed = before.clone();
+        removed[g].push(orders[g][gone]);
+        let reached = macs_reduction(net, deps, &keep_without(deps, &removed));
+        if reached >= target && best.as_ref().is_none_or(|(r, _)| reached < *r) {
+            best = Some((reached, removed));
+        }
+    }
+    best.map_or(before, |(_, removed)| removed)
 }
 
 /// The keep-set that gives every group its width in `widths`, keeping the group's most
