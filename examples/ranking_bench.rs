@@ -9,7 +9,9 @@
 //! (levels 0, 0.1, .., 0.9, 200 feasible points sampled), at 50% and 75% of the MACs
 //! removed (tolerance 0.05). Every candidate is evaluated once (L1 channel order within
 //! groups, 10 recalibration batches, 20 held-out batches of 64) and cached, so a rerun only
-//! recomputes the rankings. Printed per set: Spearman(score, accuracy) of every ranking,
+//! recomputes the rankings. Printed per set: Spearman(score, accuracy) of every ranking
+//! (the predictor's prior sums log kept-energy shares over layers; "per group" is the same
+//! sum over channel groups, each once, measured as an alternative),
 //! and the regret at m = 4, 8, 16 evaluations (best of all minus best found) for the
 //! rankings and for random m-subsets. `--cached` analyses only what is cached already.
 
@@ -329,9 +331,9 @@ fn analyse(t: &Trained, set: &data::DataSet, sets: &[Set], device: &Device) -> a
     eprintln!("{}: probe energy and encoder in {:.1} s", t.name, started.elapsed().as_secs_f64());
     println!("\n### {}\n", t.name);
     println!(
-        "| candidate set | n | accuracy range | similarity range | SACP similarity | L1 kept | params kept | prior (0 evaluated) | predictor (24 evaluated) / L1 kept on the same rest | regret m=4/8/16: random | prior top-m | online rounds of 4 |"
+        "| candidate set | n | accuracy range | similarity range | SACP similarity | L1 kept | params kept | prior (0 evaluated) | prior per group | predictor (24 evaluated) / L1 kept on the same rest | regret m=4/8/16: random | prior top-m | online rounds of 4 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in sets {
         let accuracy: Vec<f64> = s.records.iter().map(|r| r.accuracy).collect();
         let keeps: Vec<Vec<Vec<usize>>> = s.records.iter().map(|r| keep_widths(&t.deps, &l1, &r.widths)).collect();
@@ -339,6 +341,16 @@ fn analyse(t: &Trained, set: &data::DataSet, sets: &[Set], device: &Device) -> a
         let similarity: Vec<f64> = encoder.similarity(&masks).into_iter().map(f64::from).collect();
         let l1_kept: Vec<f64> = keeps.iter().map(|k| channels::kept_share(&l1, k)).collect();
         let params_kept: Vec<f64> = s.records.iter().map(|r| 1.0 - r.params_reduction).collect();
+        let group_prior: Vec<f64> = keeps
+            .iter()
+            .map(|k| {
+                k.iter()
+                    .zip(&energy)
+                    .filter(|(_, e)| !e.is_empty())
+                    .map(|(kept, e)| (channels::kept_share(&vec![e.clone()], std::slice::from_ref(kept))).max(1e-4).ln())
+                    .sum()
+            })
+            .collect();
         predictor.fit(&[], &[]);
         let prior: Vec<f64> = predictor.predict(&masks).score.into_iter().map(f64::from).collect();
         let (trained, l1_rest) = trained_spearman(&mut predictor, &masks, &accuracy, &l1_kept, 24);
@@ -348,7 +360,7 @@ fn analyse(t: &Trained, set: &data::DataSet, sets: &[Set], device: &Device) -> a
         let lo = accuracy.iter().copied().fold(1.0, f64::min);
         let hi = accuracy.iter().copied().fold(0.0, f64::max);
         println!(
-            "| {} | {} | {:.2}–{:.2}% | {:.5}–{:.5} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {} | {} | {} |",
+            "| {} | {} | {:.2}–{:.2}% | {:.5}–{:.5} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {} | {} | {} |",
             s.label,
             accuracy.len(),
             100.0 * lo,
@@ -359,6 +371,7 @@ fn analyse(t: &Trained, set: &data::DataSet, sets: &[Set], device: &Device) -> a
             spearman(&l1_kept, &accuracy),
             spearman(&params_kept, &accuracy),
             spearman(&prior, &accuracy),
+            spearman(&group_prior, &accuracy),
             trained,
             l1_rest,
             regrets(&|m| random_regret(&accuracy, m, 0)),
