@@ -84,10 +84,15 @@ fn the_quickstart_runs_end_to_end() {
         "## Winning rates",
         "## Channels per layer",
         "accuracy_vs_macs.svg",
+        "## Ranking quality",
+        sacp::report::RANKING_PLOT,
     ] {
         assert!(md.contains(needle), "report.md lacks {needle}");
     }
-    for plot in sacp::report::PLOTS {
+    // The quickstart ranks with the GCN predictor: two rounds of 8, each scored.
+    let rho = report["ranking_spearman"].as_f64().expect("a ranked search reports its Spearman");
+    assert!((-1.0..=1.0).contains(&rho), "ranking_spearman {rho}");
+    for plot in sacp::report::PLOTS.into_iter().chain([sacp::report::RANKING_PLOT]) {
         let text = std::fs::read_to_string(out.path().join(plot)).unwrap();
         let svg = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{plot}: {e}"));
         assert_eq!(svg.root_element().tag_name().name(), "svg");

@@ -75,8 +75,10 @@ pub struct Report {
     pub feasible_grid_points: usize,
     /// How well the ranking predicted the search's measured accuracies: Spearman's rank
     /// correlation of the ranking's score (when each candidate was chosen) with its
-    /// held-out accuracy, over the scored candidates; absent without a ranking or with
-    /// fewer than three of them.
+    /// held-out accuracy within each round, averaged over rounds weighted by size; absent
+    /// without a ranking or without a round of three scored candidates. Only the chosen
+    /// (top) candidates of a round are measured, so this understates the ranking's
+    /// quality over the whole pool.
     pub ranking_spearman: Option<f64>,
     /// The winner's log record (held-out accuracy before fine-tuning).
     pub winner: Record,
@@ -135,21 +137,88 @@ pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
     (denominator > 0.0).then(|| cov / denominator)
 }
 
-/// The scored candidates that carry a ranking score: (score, held-out accuracy) pairs.
+/// The scored candidates that carry a ranking score, as (score standardised within its
+/// round, held-out accuracy) pairs. Scores of different rounds come from differently
+/// trained predictors and are only comparable within a round.
 pub fn predicted_and_measured(records: &[Record]) -> Vec<(f64, f64)> {
-    records
-        .iter()
-        .filter(|r| r.failed.is_none())
-        .filter_map(|r| r.predicted.map(|p| (f64::from(p), r.heldout_accuracy)))
+    rounds(records)
+        .into_iter()
+        .flat_map(|pairs| {
+            let n = pairs.len() as f64;
+            let mean = pairs.iter().map(|p| p.0).sum::<f64>() / n;
+            let std = (pairs.iter().map(|p| (p.0 - mean).powi(2)).sum::<f64>() / n).sqrt();
+            pairs
+                .into_iter()
+                .map(move |(score, accuracy)| (if std > 0.0 { (score - mean) / std } else { 0.0 }, accuracy))
+        })
         .collect()
 }
 
-/// [`Report::ranking_spearman`] of a search's records.
-pub fn ranking_spearman(records: &[Record]) -> Option<f64> {
-    let pairs = predicted_and_measured(records);
-    if pairs.len() < 3 {
-        return None;
+/// (score, accuracy) of the scored, ranked candidates, one list per round.
+fn rounds(records: &[Record]) -> Vec<Vec<(f64, f64)>> {
+    let mut by_round: std::collections::BTreeMap<usize, Vec<(f64, f64)>> = Default::default();
+    for r in records.iter().filter(|r| r.failed.is_none()) {
+        if let Some(p) = r.predicted {
+            by_round.entry(r.round).or_default().push((f64::from(p), r.heldout_accuracy));
+        }
     }
-    let (predicted, measured): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
-    spearman(&predicted, &measured)
+    by_round.into_values().collect()
+}
+
+/// [`Report::ranking_spearman`] of a search's records: Spearman of score and accuracy
+/// within each round (where the scores come from one predictor), averaged over the rounds
+/// with at least three scored candidates, weighted by their size.
+pub fn ranking_spearman(records: &[Record]) -> Option<f64> {
+    let (mut sum, mut weight) = (0.0, 0.0);
+    for pairs in rounds(records).into_iter().filter(|p| p.len() >= 3) {
+        let (predicted, measured): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+        if let Some(rho) = spearman(&predicted, &measured) {
+            sum += rho * pairs.len() as f64;
+            weight += pairs.len() as f64;
+        }
+    }
+    (weight > 0.0).then(|| sum / weight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(round: usize, predicted: f32, accuracy: f64) -> Record {
+        Record {
+            round,
+            rates: vec![],
+            widths: vec![],
+            macs: 0,
+            params: 0,
+            macs_reduction: 0.0,
+            params_reduction: 0.0,
+            predicted: Some(predicted),
+            heldout_accuracy: accuracy,
+            failed: None,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn ranking_spearman_compares_scores_within_rounds_only() {
+        // Each round orders its candidates perfectly, but round 1's scores sit far below
+        // round 0's while its accuracies are higher: pooled, the correlation would be negative.
+        let records = vec![
+            record(0, 10.0, 0.50),
+            record(0, 11.0, 0.55),
+            record(0, 12.0, 0.60),
+            record(1, -5.0, 0.70),
+            record(1, -4.0, 0.75),
+            record(1, -3.0, 0.80),
+        ];
+        assert_eq!(ranking_spearman(&records), Some(1.0));
+        let pooled: (Vec<f64>, Vec<f64>) = records
+            .iter()
+            .map(|r| (f64::from(r.predicted.unwrap()), r.heldout_accuracy))
+            .unzip();
+        assert!(spearman(&pooled.0, &pooled.1).unwrap() < 0.0);
+        assert_eq!(ranking_spearman(&records[..2]), None, "no round of three");
+        assert_eq!(spearman(&[1.0, f64::NAN], &[1.0, 2.0]), None, "a NaN is no correlation");
+    }
 }

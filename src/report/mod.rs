@@ -144,7 +144,7 @@ fn ranking_section(md: &mut String, report: &Report, records: &[Record]) {
     let _ = writeln!(md, "## Ranking quality\n");
     let _ = writeln!(
         md,
-        "The ranking's score of every scored candidate when it was chosen, against its measured held-out accuracy ({} candidates). Spearman's rank correlation: {}.\n",
+        "The ranking's score of every scored candidate when it was chosen (standardised within its round: each round's scores come from the predictor trained on the rounds before), against its measured held-out accuracy ({} candidates). Spearman's rank correlation within rounds, averaged: {}. Only each round's top candidates are measured, so this understates the ranking's quality over the whole pool.\n",
         pairs.len(),
         report.ranking_spearman.map_or(
             "not defined (fewer than three candidates, or constant values)".to_string(),

@@ -222,7 +222,7 @@ fn draw_predicted_vs_measured(svg: &mut String, pairs: &[(f64, f64)]) -> Result<
         .build_cartesian_2d((lo - pad)..(hi + pad), padded(ys))?;
     chart
         .configure_mesh()
-        .x_desc("ranking score when chosen (higher = predicted better)")
+        .x_desc("ranking score when chosen, standardised within its round (higher = predicted better)")
         .y_desc("held-out accuracy after BN recalibration (%)")
         .draw()?;
     chart.draw_series(pairs.iter().map(|&(x, y)| Circle::new((x, 100.0 * y), 4, BLUE.mix(0.5).filled())))?;
