@@ -149,6 +149,10 @@ fn constraints_and_counts() {
     assert_error(&text, "tolerance", "`constraints.tolerance`", "(0, 1)");
     let text = replace(&space_text(), "gcn_top_m", "gcn_top_m = 0");
     assert_error(&text, "gcn_top_m", "`search.gcn_top_m`", "at least 1");
+    for bad in ["1.5", "-0.1", "nan"] {
+        let text = replace(&space_text(), "gcn_top_m", &format!("gcn_top_m = 4\nexplore = {bad}"));
+        assert_error(&text, "explore", "`search.explore`", "[0, 1]");
+    }
 }
 
 #[test]
