@@ -1,6 +1,7 @@
 //! Stage 4, the search: candidates proposed by the strategy, ranked by the GCN predictor
-//! (trained on the rounds so far) or the encoder's similarity (or shuffled), evaluated in parallel on the workbench (cut, recalibrated,
-//! scored on the held-out batches) and logged as they finish.
+//! (trained on the rounds so far) or the encoder's similarity (or shuffled), evaluated in
+//! parallel on the workbench (cut, recalibrated, scored on the held-out batches) and logged
+//! as they finish.
 
 use super::evaluate::CandidateEvaluator;
 use super::prepare::Run;
@@ -58,7 +59,36 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
         "  candidates [{bar:30}] {pos}/{len} {msg} ETA {eta}",
     );
     let observe = best_so_far(&progress);
-    let mask = |c: &Candidate| gcn::mask_of(bench.deps, &keep_widths(bench.deps, &scored.scores, &c.widths));
+    let mut rank = ranker(run, bench, scored)?;
+    let evaluate = |c: &Candidate| evaluator.accuracy(&c.widths).map_err(|e| e.to_string());
+    let search_space = Space {
+        layout: &layout,
+        target: c.target,
+        grid: &c.grid,
+    };
+    let outcome = search::run(&search_space, &space.search, &mut rank, &evaluate, log, logged, &observe)?;
+    progress.finish_and_clear();
+    let winner = &outcome.records[outcome.winner];
+    run.say(format!(
+        "winner: {:.2}% held-out, {:.1}% MACs and {:.1}% parameters removed ({} candidates, {} from the log)",
+        100.0 * winner.heldout_accuracy,
+        100.0 * winner.macs_reduction,
+        100.0 * winner.params_reduction,
+        outcome.records.len(),
+        outcome.reused
+    ));
+    Ok(outcome)
+}
+
+/// The ranker of the space's `ranking`: the GCN predictor (probe energies read once, refitted
+/// whenever the history has grown) or the encoder's similarity.
+fn ranker<'a>(
+    run: &Run,
+    bench: &'a Workbench,
+    scored: &'a Scored,
+) -> Result<impl FnMut(&[Candidate], &[search::Scored]) -> Ranked + 'a, PipelineError> {
+    let space = run.space();
+    let mask = move |c: &Candidate| gcn::mask_of(bench.deps, &keep_widths(bench.deps, &scored.scores, &c.widths));
     let mut predictor = match space.search.ranking {
         Ranking::Gcn => {
             let energy = channel_energy(bench.net, bench.weights, bench.deps, bench.probe(PROBE_IMAGES)?, bench.device);
@@ -71,7 +101,7 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
         _ => None,
     };
     let mut fitted_on = usize::MAX;
-    let mut rank = |candidates: &[Candidate], history: &[search::Scored]| -> Ranked {
+    Ok(move |candidates: &[Candidate], history: &[search::Scored]| -> Ranked {
         let masks: Vec<Vec<f32>> = candidates.iter().map(mask).collect();
         match predictor.as_mut() {
             Some(predictor) => {
@@ -96,25 +126,7 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
                 }
             }
         }
-    };
-    let evaluate = |c: &Candidate| evaluator.accuracy(&c.widths).map_err(|e| e.to_string());
-    let search_space = Space {
-        layout: &layout,
-        target: c.target,
-        grid: &c.grid,
-    };
-    let outcome = search::run(&search_space, &space.search, &mut rank, &evaluate, log, logged, &observe)?;
-    progress.finish_and_clear();
-    let winner = &outcome.records[outcome.winner];
-    run.say(format!(
-        "winner: {:.2}% held-out, {:.1}% MACs and {:.1}% parameters removed ({} candidates, {} from the log)",
-        100.0 * winner.heldout_accuracy,
-        100.0 * winner.macs_reduction,
-        100.0 * winner.params_reduction,
-        outcome.records.len(),
-        outcome.reused
-    ));
-    Ok(outcome)
+    })
 }
 
 /// An observer that advances `progress` and shows the best scored candidate so far.
