@@ -10,8 +10,9 @@
 //! weights = "resnet56.safetensors"   # optional, relative to this file
 //! ```
 //! A graph spec (`arch = "graph"`) lists its layers instead of `depth`/`num_classes`; see
-//! [`write_graph_spec`]. An ONNX spec (`arch = "onnx"`, `onnx = "model.onnx"`) imports the
-//! network and its weights from an ONNX file.
+//! [`write_graph_spec`]; its input layer is named `input` unless `input_name` says
+//! otherwise. An ONNX spec (`arch = "onnx"`, `onnx = "model.onnx"`) imports the network and
+//! its weights from an ONNX file (and its external data files, beside it).
 
 use crate::ir::{IrError, Network, NetworkBuilder, OP_KINDS, Op};
 use crate::models::{self, ZooConfig, ZooError};
@@ -44,6 +45,7 @@ struct RawSpec {
     depth: Option<Spanned<usize>>,
     num_classes: Option<Spanned<usize>>,
     input: Option<Spanned<[usize; 3]>>,
+    input_name: Option<String>,
     weights: Option<String>,
     onnx: Option<Spanned<String>>,
     #[serde(default)]
@@ -67,7 +69,11 @@ struct LayerSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     stride: Option<[usize; 2]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    padding: Option<[usize; 2]>,
+    padding: Option<Spanned<Vec<usize>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ceil_mode: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count_include_pad: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     groups: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,6 +84,14 @@ struct LayerSpec {
     before: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     after: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alpha: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    beta: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    k: Option<f64>,
 }
 
 /// A model spec read from disk.
@@ -140,9 +154,8 @@ pub fn parse(text: &str, path: &Path) -> Result<ModelSpec, SpecError> {
             )
         })?;
         let onnx_path = folder.join(onnx.get_ref());
-        let bytes = std::fs::read(&onnx_path).map_err(|e| at(onnx.span(), "onnx", format!("{}: {e}", onnx_path.display())))?;
         let (network, embedded) =
-            crate::onnx::from_bytes(&bytes).map_err(|e| at(onnx.span(), "onnx", format!("{}: {e}", onnx_path.display())))?;
+            crate::onnx::from_file(&onnx_path).map_err(|e| at(onnx.span(), "onnx", format!("{}: {e}", onnx_path.display())))?;
         if let Some(input) = &raw.input
             && network.shape(network.input()).dims() != input.get_ref().to_vec()
         {
@@ -173,7 +186,8 @@ pub fn parse(text: &str, path: &Path) -> Result<ModelSpec, SpecError> {
         if let Some(d) = &raw.depth {
             return Err(at(d.span(), "depth", "a graph spec lists its layers; remove `depth`".into()));
         }
-        (build_graph(&raw.layers, input, text, &file)?, None)
+        let input_name = raw.input_name.as_deref().unwrap_or("input");
+        (build_graph(&raw.layers, input, input_name, text, &file)?, None)
     } else {
         if let Some(layer) = raw.layers.first() {
             return Err(at(
@@ -219,7 +233,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ModelSpec, SpecError> {
     })
 }
 
-fn build_graph(layers: &[LayerSpec], input: [usize; 3], text: &str, file: &str) -> Result<Network, SpecError> {
+fn build_graph(layers: &[LayerSpec], input: [usize; 3], input_name: &str, text: &str, file: &str) -> Result<Network, SpecError> {
     let mut builder = NetworkBuilder::new();
     let fail = |line: Option<usize>, message: String| SpecError {
         file: file.to_string(),
@@ -228,7 +242,7 @@ fn build_graph(layers: &[LayerSpec], input: [usize; 3], text: &str, file: &str) 
     };
     builder
         .add(
-            "input",
+            input_name,
             Op::Input {
                 channels: input[0],
                 height: input[1],
@@ -248,6 +262,27 @@ fn build_graph(layers: &[LayerSpec], input: [usize; 3], text: &str, file: &str) 
             })
         };
         let pair = |value: Option<[usize; 2]>, default: [usize; 2]| value.unwrap_or(default);
+        // `padding`: `[h, w]` on both sides, or (pools only) `[top, left, bottom, right]`.
+        let padding = |allow_four: bool| -> Result<[usize; 4], SpecError> {
+            match layer
+                .padding
+                .as_ref()
+                .map(|p| (p.get_ref().as_slice(), line_of(text, p.span().start)))
+            {
+                None => Ok([0; 4]),
+                Some((&[h, w], _)) => Ok(Op::symmetric_padding([h, w])),
+                Some((&[t, l, b, r], _)) if allow_four => Ok([t, l, b, r]),
+                Some((values, line)) => Err(fail(
+                    Some(line),
+                    format!(
+                        "layer `{}` (op {}): `padding` = {values:?}: give [h, w]{}",
+                        layer.name,
+                        layer.op.get_ref(),
+                        if allow_four { " or [top, left, bottom, right]" } else { "" }
+                    ),
+                )),
+            }
+        };
         let op = match layer.op.get_ref().as_str() {
             "conv2d" => Op::Conv2d {
                 out_channels: need(layer.out_channels, "out_channels")?,
@@ -255,7 +290,10 @@ fn build_graph(layers: &[LayerSpec], input: [usize; 3], text: &str, file: &str) 
                     .kernel
                     .ok_or_else(|| fail(line, format!("layer `{}` (op conv2d): `kernel` is required", layer.name)))?,
                 stride: pair(layer.stride, [1, 1]),
-                padding: pair(layer.padding, [0, 0]),
+                padding: {
+                    let [t, l, _, _] = padding(false)?;
+                    [t, l]
+                },
                 groups: layer.groups.unwrap_or(1),
                 bias: layer.bias.unwrap_or(false),
             },
@@ -278,14 +316,33 @@ fn build_graph(layers: &[LayerSpec], input: [usize; 3], text: &str, file: &str) 
                 let kernel = layer
                     .kernel
                     .ok_or_else(|| fail(line, format!("layer `{}`: `kernel` is required", layer.name)))?;
-                let (stride, padding) = (pair(layer.stride, kernel), pair(layer.padding, [0, 0]));
+                let (stride, padding) = (pair(layer.stride, kernel), padding(true)?);
+                let ceil_mode = layer.ceil_mode.unwrap_or(false);
                 if layer.op.get_ref() == "maxpool2d" {
-                    Op::MaxPool2d { kernel, stride, padding }
+                    Op::MaxPool2d {
+                        kernel,
+                        stride,
+                        padding,
+                        ceil_mode,
+                    }
                 } else {
-                    Op::AvgPool2d { kernel, stride, padding }
+                    Op::AvgPool2d {
+                        kernel,
+                        stride,
+                        padding,
+                        ceil_mode,
+                        count_include_pad: layer.count_include_pad.unwrap_or(true),
+                    }
                 }
             }
             "global_avgpool" => Op::GlobalAvgPool,
+            "lrn" => Op::Lrn {
+                size: need(layer.size, "size")?,
+                alpha: layer.alpha.unwrap_or(1e-4),
+                beta: layer.beta.unwrap_or(0.75),
+                k: layer.k.unwrap_or(1.0),
+            },
+            "softmax" => Op::Softmax,
             "add" => Op::Add,
             "concat" => Op::Concat,
             "zeropad" => {
@@ -352,6 +409,8 @@ pub fn write_graph_spec(net: &Network, weights: Option<&str>) -> String {
         arch: &'static str,
         input: [usize; 3],
         #[serde(skip_serializing_if = "Option::is_none")]
+        input_name: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         weights: Option<&'a str>,
         layers: Vec<LayerSpec>,
     }
@@ -378,23 +437,51 @@ pub fn write_graph_spec(net: &Network, weights: Option<&str>) -> String {
                 eps: None,
                 before: None,
                 after: None,
+                ceil_mode: None,
+                count_include_pad: None,
+                size: None,
+                alpha: None,
+                beta: None,
+                k: None,
             };
+            let padding = |p: Vec<usize>| Some(Spanned::new(0..0, p));
             match &node.op {
                 Op::Conv2d {
                     out_channels,
                     kernel,
                     stride,
-                    padding,
+                    padding: pads,
                     groups,
                     bias,
                 } => {
                     (spec.out_channels, spec.kernel, spec.stride, spec.padding) =
-                        (Some(*out_channels), Some(*kernel), Some(*stride), Some(*padding));
+                        (Some(*out_channels), Some(*kernel), Some(*stride), padding(pads.to_vec()));
                     (spec.groups, spec.bias) = (Some(*groups), Some(*bias));
                 }
                 Op::BatchNorm { eps } => spec.eps = Some(*eps),
-                Op::MaxPool2d { kernel, stride, padding } | Op::AvgPool2d { kernel, stride, padding } => {
-                    (spec.kernel, spec.stride, spec.padding) = (Some(*kernel), Some(*stride), Some(*padding));
+                Op::MaxPool2d {
+                    kernel,
+                    stride,
+                    padding: pads,
+                    ceil_mode,
+                }
+                | Op::AvgPool2d {
+                    kernel,
+                    stride,
+                    padding: pads,
+                    ceil_mode,
+                    ..
+                } => {
+                    let symmetric = pads[0] == pads[2] && pads[1] == pads[3];
+                    let pads = if symmetric { pads[..2].to_vec() } else { pads.to_vec() };
+                    (spec.kernel, spec.stride, spec.padding) = (Some(*kernel), Some(*stride), padding(pads));
+                    spec.ceil_mode = ceil_mode.then_some(true);
+                    if let Op::AvgPool2d { count_include_pad, .. } = &node.op {
+                        spec.count_include_pad = (!count_include_pad).then_some(false);
+                    }
+                }
+                Op::Lrn { size, alpha, beta, k } => {
+                    (spec.size, spec.alpha, spec.beta, spec.k) = (Some(*size), Some(*alpha), Some(*beta), Some(*k));
                 }
                 Op::ZeroPad { before, after, stride } => {
                     (spec.before, spec.after, spec.stride) = (Some(*before), Some(*after), Some([*stride; 2]))
@@ -405,9 +492,11 @@ pub fn write_graph_spec(net: &Network, weights: Option<&str>) -> String {
             spec
         })
         .collect();
+    let input_name = Some(net.node(net.input()).name.as_str()).filter(|&n| n != "input");
     toml::to_string(&Out {
         arch: "graph",
         input,
+        input_name,
         weights,
         layers,
     })

@@ -6,10 +6,10 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use common::{max_abs_diff, root};
 use prost::Message;
 use sacp::exec::{Executable, NormMode, to_vec};
-use sacp::onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
-use sacp::onnx::{OnnxError, from_bytes, to_bytes};
+use sacp::onnx::proto::{GraphProto, ModelProto, NodeProto};
+use sacp::onnx::{OnnxError, from_bytes, from_file, to_bytes, to_model};
 use sacp::weights;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
@@ -36,29 +36,7 @@ fn exports_of_every_zoo_model_import_as_the_same_network() {
 }
 
 fn qonnx_mnist() -> PathBuf {
-    let out = Command::new("python3")
-        .args(["-c", "import qonnx, os; print(os.path.dirname(qonnx.__file__))"])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "pip install --no-deps qonnx (.ci/run does): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("data/onnx/mnist-conv")
-}
-
-fn tensor_file(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
-    let t = TensorProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
-    let values: Vec<f32> = if t.raw_data.is_empty() {
-        t.float_data
-    } else {
-        t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect()
-    };
-    (t.dims.iter().map(|&d| d as usize).collect(), values)
+    common::python_package("qonnx").join("data/onnx/mnist-conv")
 }
 
 #[test]
@@ -67,8 +45,8 @@ fn the_model_zoo_mnist_network_imports_prunes_and_exports() {
     let (net, w) = from_bytes(&std::fs::read(folder.join("model.onnx")).unwrap()).unwrap();
     w.check(&net, "model.onnx").unwrap();
     let device = Device::flex();
-    let (dims, input) = tensor_file(&folder.join("test_data_set_0/input_0.pb"));
-    let (_, expected) = tensor_file(&folder.join("test_data_set_0/output_0.pb"));
+    let (dims, input) = common::tensor_file(&folder.join("test_data_set_0/input_0.pb"));
+    let (_, expected) = common::tensor_file(&folder.join("test_data_set_0/output_0.pb"));
     let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [dims[0], dims[1], dims[2], dims[3]]), &device);
     let ours = to_vec(Executable::new(&net, &w, &device).forward(x.clone()));
     // Its logits are in the thousands: compare relative to their scale (1 ulp ≈ 1e-7).
@@ -118,7 +96,7 @@ fn malformed_and_unsupported_files_are_errors() {
     let mut model = ModelProto::decode(bytes.as_slice()).unwrap();
     let graph: &mut GraphProto = model.graph.as_mut().unwrap();
     let last = graph.node.last().unwrap().output[0].clone();
-    for (name, op) in [("norm", "LRN"), ("probabilities", "Softmax")] {
+    for (name, op) in [("warp", "GridSample"), ("probabilities", "Hardmax")] {
         let input = graph.node.last().unwrap().output[0].clone();
         graph.node.push(NodeProto {
             input: vec![input],
@@ -131,7 +109,10 @@ fn malformed_and_unsupported_files_are_errors() {
     graph.output[0].name = "probabilities_out".into();
     assert_ne!(last, "probabilities_out");
     let error = from_bytes(&model.encode_to_vec()).unwrap_err().to_string();
-    assert!(error.contains("norm: LRN") && error.contains("probabilities: Softmax"), "{error}");
+    assert!(
+        error.contains("warp: GridSample") && error.contains("probabilities: Hardmax"),
+        "{error}"
+    );
 }
 
 /// Found by `cargo fuzz`: a MaxPool whose `strides` attribute is lost (stride 1) changes the
@@ -222,4 +203,93 @@ folder = "out"
     let (net, w) = from_bytes(&std::fs::read(dir.path().join("out/pruned.onnx")).unwrap()).unwrap();
     assert_eq!(net.total_cost().macs, report.pruned.macs);
     w.check(&net, "pruned.onnx").unwrap();
+}
+
+/// `tests/common/make_onnx_ops.py`'s model (see its doc string) at `opset`.
+fn operators_model(dir: &Path, opset: u32, external: bool) -> PathBuf {
+    let path = dir.join(format!("ops{opset}.onnx"));
+    let made = Command::new("python3")
+        .arg(root().join("tests/common/make_onnx_ops.py"))
+        .arg(&path)
+        .arg(opset.to_string())
+        .arg(if external { "1" } else { "0" })
+        .output()
+        .expect("python3 runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    path
+}
+
+/// Constant, ConstantOfShape, Mul/Add/Sub/Div by constants (folded into the layers before),
+/// ceil-mode and asymmetrically padded pools, padding excluded from an average, LRN,
+/// ReduceMean (axes as attribute and as input), Softmax, external data and PyTorch's
+/// `input.1`: sacp's forward equals ONNX Runtime's, the names survive a graph spec and an
+/// export, and a pruned export runs.
+#[test]
+fn the_operators_pytorch_exporters_emit_match_onnx_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    for (opset, external) in [(13, false), (18, true)] {
+        let path = operators_model(dir.path(), opset, external);
+        let (net, w) = from_file(&path).unwrap_or_else(|e| panic!("opset {opset}: {e}"));
+        let kinds: Vec<&str> = net.nodes().map(|n| net.node(n).op.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "input",
+                "conv2d",
+                "batchnorm",
+                "relu",
+                "maxpool2d",
+                "avgpool2d",
+                "lrn",
+                "conv2d",
+                "global_avgpool",
+                "flatten",
+                "linear",
+                "softmax",
+                "output"
+            ],
+            "opset {opset}: every constant operation folds into the layers"
+        );
+        assert_eq!(net.node(net.input()).name, "input.1");
+        assert_eq!(net.node(net.output()).name, "logits");
+        assert_eq!(net.shape(net.nodes().nth(5).unwrap()).dims(), [8, 5, 5], "ceil mode: 18 → 9 → 5");
+        let (input, shape) = common::random_input(&net, 1, 9);
+        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), &device);
+        let ours = to_vec(Executable::new(&net, &w, &device).forward(x.clone()));
+        let theirs = common::onnx_runtime(&path, &input, shape);
+        let diff = max_abs_diff(&ours, &theirs);
+        assert!(diff <= 1e-6, "opset {opset}: sacp vs ONNX Runtime {diff}");
+
+        // The input and output names survive a graph spec and an export.
+        let spec = sacp::spec::write_graph_spec(&net, None);
+        let reread = sacp::spec::parse(&spec, Path::new("pruned.toml")).unwrap().network;
+        assert_eq!(sacp::spec::fingerprint(&reread), sacp::spec::fingerprint(&net));
+        assert_eq!(reread.node(reread.input()).name, "input.1");
+        let graph = to_model(&reread, &w).graph.unwrap();
+        assert_eq!((graph.input[0].name.as_str(), graph.output[0].name.as_str()), ("input.1", "logits"));
+
+        // The LRN pins the first conv's channels; the second conv's are pruned.
+        let deps = sacp::deps::Dependencies::analyse(&net);
+        let keep: Vec<Vec<usize>> = deps
+            .groups
+            .iter()
+            .map(|g| (0..g.size()).filter(|&c| !g.prunable() || c % 2 == 0).collect())
+            .collect();
+        let (pruned, pruned_weights) = sacp::surgery::prune(&net, &w, &deps, &keep).unwrap();
+        assert!(pruned.total_cost().macs < net.total_cost().macs);
+        let file = dir.path().join(format!("pruned{opset}.onnx"));
+        std::fs::write(&file, to_bytes(&pruned, &pruned_weights)).unwrap();
+        let ours = to_vec(Executable::new(&pruned, &pruned_weights, &device).forward(x));
+        let diff = max_abs_diff(&ours, &common::onnx_runtime(&file, &input, shape));
+        assert!(diff <= 1e-6, "opset {opset}: pruned, sacp vs ONNX Runtime {diff}");
+    }
+
+    // External data: read only beside the model file; a missing file is named.
+    let path = dir.path().join("ops18.onnx");
+    let error = from_bytes(&std::fs::read(&path).unwrap()).unwrap_err().to_string();
+    assert!(error.contains("ops18.onnx.data") && error.contains("from its file"), "{error}");
+    std::fs::remove_file(dir.path().join("ops18.onnx.data")).unwrap();
+    let error = from_file(&path).unwrap_err().to_string();
+    assert!(error.contains("ops18.onnx.data") && error.contains("cannot be read"), "{error}");
 }

@@ -35,6 +35,9 @@ pub enum Pin {
     NetworkOutput,
     /// Channels of a grouped (not depthwise) convolution, whose groups must stay equal.
     GroupedConv,
+    /// Channels that an LRN or a softmax mixes: each result depends on its neighbours on
+    /// the channel axis, so removing one changes the others.
+    ChannelMixing,
 }
 
 /// A set of channels that must keep the same indices everywhere they appear.
@@ -129,6 +132,10 @@ impl Dependencies {
                     }
                 }
                 Op::ZeroPad { before, .. } => tie(inputs[0], *before, units(net, inputs[0])),
+                Op::Lrn { .. } | Op::Softmax => {
+                    tie(inputs[0], 0, count);
+                    (0..count).for_each(|c| pins[id(Unit { node, channel: c })] = Some(Pin::ChannelMixing));
+                }
                 Op::Output => {
                     tie(inputs[0], 0, count);
                     (0..count).for_each(|c| pins[id(Unit { node, channel: c })] = Some(Pin::NetworkOutput));

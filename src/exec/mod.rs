@@ -242,14 +242,34 @@ impl Executable {
                 }
                 Op::Relu => next().apply(activation::relu, activation::relu),
                 Op::Relu6 => next().apply(|t| t.clamp(0.0, 6.0), |t| t.clamp(0.0, 6.0)),
-                Op::MaxPool2d { kernel, stride, padding } => Value::Map(max_pool2d(
+                Op::MaxPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                    ceil_mode,
+                } => Value::Map(max_pool2d(
                     next().map(),
-                    MaxPoolOptions::new(*kernel).with_stride(*stride).with_padding(*padding),
+                    MaxPoolOptions::new(*kernel)
+                        .with_stride(*stride)
+                        .with_padding_pairs(padding_pairs(padding))
+                        .with_ceil_mode(*ceil_mode),
                 )),
-                Op::AvgPool2d { kernel, stride, padding } => Value::Map(avg_pool2d(
+                Op::AvgPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                    ceil_mode,
+                    count_include_pad,
+                } => Value::Map(avg_pool2d(
                     next().map(),
-                    AvgPoolOptions::new(*kernel).with_stride(*stride).with_padding(*padding),
+                    AvgPoolOptions::new(*kernel)
+                        .with_stride(*stride)
+                        .with_padding_pairs(padding_pairs(padding))
+                        .with_ceil_mode(*ceil_mode)
+                        .with_count_include_pad(*count_include_pad),
                 )),
+                Op::Lrn { size, alpha, beta, k } => Value::Map(local_response_norm(next().map(), *size, *alpha, *beta, *k)),
+                Op::Softmax => next().apply(|t| activation::softmax(t, 1), |t| activation::softmax(t, 1)),
                 Op::GlobalAvgPool => Value::Map(next().map().mean_dim(3).mean_dim(2)),
                 Op::Add => {
                     let first = next();
@@ -303,6 +323,25 @@ impl Executable {
             .collect();
         (output, pooled)
     }
+}
+
+/// burn's `[(top, bottom), (left, right)]` from `[top, left, bottom, right]`.
+fn padding_pairs(padding: &[usize; 4]) -> [(usize, usize); 2] {
+    [(padding[0], padding[2]), (padding[1], padding[3])]
+}
+
+/// ONNX's LRN: the windowed sum of squares is a stride-1 average pool of `x²` along the
+/// channel axis (zero padded, padding counted), times `size`.
+fn local_response_norm(x: Tensor<4>, size: usize, alpha: f64, beta: f64, k: f64) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let squares = x.clone().powi_scalar(2).reshape([n, 1, c, h * w]);
+    let before = (size - 1) / 2;
+    let options = AvgPoolOptions::new([size, 1])
+        .with_stride([1, 1])
+        .with_padding_pairs([(before, size - 1 - before), (0, 0)])
+        .with_count_include_pad(true);
+    let mean = avg_pool2d(squares, options).reshape([n, c, h, w]);
+    x / mean.mul_scalar(alpha).add_scalar(k).powf_scalar(beta)
 }
 
 fn normalise<const D: usize>(p: &NormParams, x: Tensor<D>, mode: NormMode) -> Tensor<D> {

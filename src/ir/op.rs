@@ -44,18 +44,41 @@ pub enum Op {
         kernel: [usize; 2],
         /// Stride `[sh, sw]`.
         stride: [usize; 2],
-        /// Padding `[ph, pw]` (padded cells never win).
-        padding: [usize; 2],
+        /// Padding `[top, left, bottom, right]`, as ONNX orders it (padded cells never win).
+        padding: [usize; 4],
+        /// Output size rounded up rather than down (PyTorch's and ONNX's `ceil_mode`): a last,
+        /// partial window is kept unless it would start in the end padding.
+        ceil_mode: bool,
     },
-    /// Average pooling (padded cells count as zeros, as in PyTorch's default).
+    /// Average pooling.
     AvgPool2d {
         /// Window `[kh, kw]`.
         kernel: [usize; 2],
         /// Stride `[sh, sw]`.
         stride: [usize; 2],
-        /// Padding `[ph, pw]`.
-        padding: [usize; 2],
+        /// Padding `[top, left, bottom, right]`.
+        padding: [usize; 4],
+        /// As for max pooling.
+        ceil_mode: bool,
+        /// Whether padded cells count in the divisor as zeros (PyTorch's default) or not
+        /// (ONNX's default); cells past the padding, in a ceil-mode window, never count.
+        count_include_pad: bool,
     },
+    /// Local response normalisation across channels (AlexNet, GoogLeNet):
+    /// `x / (k + alpha/size · Σ x²)^beta`, the sum over `size` neighbouring channels
+    /// (`⌊(size−1)/2⌋` before, `⌈(size−1)/2⌉` after, as ONNX defines it).
+    Lrn {
+        /// Channels in the window.
+        size: usize,
+        /// Scale of the windowed sum of squares.
+        alpha: f64,
+        /// Exponent.
+        beta: f64,
+        /// Additive constant (PyTorch's `k`, ONNX's `bias`).
+        k: f64,
+    },
+    /// Softmax over the channel (or feature) axis: a classifier's probabilities.
+    Softmax,
     /// Mean over the spatial axes: `C × H × W → C × 1 × 1`.
     GlobalAvgPool,
     /// Element-wise sum of two or more inputs of one shape.
@@ -86,7 +109,7 @@ pub enum Op {
 }
 
 /// Every operation kind, as [`Op::kind`] names it, `input` first.
-pub const OP_KINDS: [&str; 14] = [
+pub const OP_KINDS: [&str; 16] = [
     "input",
     "conv2d",
     "batchnorm",
@@ -95,6 +118,8 @@ pub const OP_KINDS: [&str; 14] = [
     "maxpool2d",
     "avgpool2d",
     "global_avgpool",
+    "lrn",
+    "softmax",
     "add",
     "concat",
     "zeropad",
@@ -115,6 +140,8 @@ impl Op {
             Op::MaxPool2d { .. } => "maxpool2d",
             Op::AvgPool2d { .. } => "avgpool2d",
             Op::GlobalAvgPool => "global_avgpool",
+            Op::Lrn { .. } => "lrn",
+            Op::Softmax => "softmax",
             Op::Add => "add",
             Op::Concat => "concat",
             Op::ZeroPad { .. } => "zeropad",
@@ -122,6 +149,11 @@ impl Op {
             Op::Linear { .. } => "linear",
             Op::Output => "output",
         }
+    }
+
+    /// Padding `[top, left, bottom, right]` of `[h, w]` on both sides of each axis.
+    pub fn symmetric_padding(padding: [usize; 2]) -> [usize; 4] {
+        [padding[0], padding[1], padding[0], padding[1]]
     }
 
     /// True for a conv whose every output channel reads exactly one input channel

@@ -72,6 +72,22 @@ fn window(size: usize, kernel: usize, stride: usize, padding: usize) -> Option<u
     (stride > 0 && kernel > 0 && padded >= kernel).then(|| (padded - kernel) / stride + 1)
 }
 
+/// Output size of a pooling window along one axis with `[begin, end]` padding: rounded
+/// down, or with `ceil_mode` up, except that a window starting in the end padding is
+/// dropped (PyTorch's and ONNX Runtime's rule). `None` when the window does not fit.
+fn pool_window(size: usize, kernel: usize, stride: usize, padding: [usize; 2], ceil_mode: bool) -> Option<usize> {
+    let padded = size.checked_add(padding[0])?.checked_add(padding[1])?;
+    if stride == 0 || kernel == 0 || padded < kernel {
+        return None;
+    }
+    let span = padded - kernel;
+    let mut out = if ceil_mode { span.div_ceil(stride) } else { span / stride } + 1;
+    if ceil_mode && (out - 1) * stride >= size + padding[0] {
+        out -= 1;
+    }
+    Some(out)
+}
+
 /// Elements of a shape, or `None` past [`MAX_ACTIVATION`].
 fn checked_numel(shape: Shape) -> Option<usize> {
     shape
@@ -145,24 +161,45 @@ pub(super) fn infer(net: &Network) -> Result<Vec<Shape>, IrError> {
                     }
                 }
             }
-            Op::MaxPool2d { kernel, stride, padding } | Op::AvgPool2d { kernel, stride, padding } => {
+            Op::MaxPool2d {
+                kernel,
+                stride,
+                padding,
+                ceil_mode,
+            }
+            | Op::AvgPool2d {
+                kernel,
+                stride,
+                padding,
+                ceil_mode,
+                ..
+            } => {
                 let (c, h, w) = map(inputs[0])?;
-                if padding[0] * 2 > kernel[0] || padding[1] * 2 > kernel[1] {
+                if padding[0].max(padding[2]) * 2 > kernel[0] || padding[1].max(padding[3]) * 2 > kernel[1] {
                     return Err(fail(format!("padding {padding:?} must be at most half the kernel {kernel:?}")));
                 }
                 match (
-                    window(h, kernel[0], stride[0], padding[0]),
-                    window(w, kernel[1], stride[1], padding[1]),
+                    pool_window(h, kernel[0], stride[0], [padding[0], padding[2]], *ceil_mode),
+                    pool_window(w, kernel[1], stride[1], [padding[1], padding[3]], *ceil_mode),
                 ) {
                     (Some(h), Some(w)) => Shape::Map { c, h, w },
                     _ => {
                         return Err(fail(format!(
-                            "window {kernel:?} with stride {stride:?} does not fit a {h}×{w} input"
+                            "window {kernel:?} with stride {stride:?} and padding {padding:?} does not fit a {h}×{w} input"
                         )));
                     }
                 }
             }
-            Op::BatchNorm { .. } | Op::Relu | Op::Relu6 | Op::Output => inputs[0],
+            Op::Lrn { size, alpha, beta, k } => {
+                map(inputs[0])?;
+                if *size == 0 || ![alpha, beta, k].iter().all(|v| v.is_finite()) {
+                    return Err(fail(format!(
+                        "size {size} must be positive and alpha {alpha}, beta {beta}, k {k} finite"
+                    )));
+                }
+                inputs[0]
+            }
+            Op::BatchNorm { .. } | Op::Relu | Op::Relu6 | Op::Softmax | Op::Output => inputs[0],
             Op::GlobalAvgPool => {
                 let (c, _, _) = map(inputs[0])?;
                 Shape::Map { c, h: 1, w: 1 }

@@ -83,7 +83,8 @@ impl Layers {
             Op::MaxPool2d {
                 kernel: [kernel; 2],
                 stride: [stride; 2],
-                padding: [padding; 2],
+                padding: [padding; 4],
+                ceil_mode: false,
             },
             &[x],
         )

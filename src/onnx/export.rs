@@ -93,11 +93,6 @@ fn node(op_type: &str, name: &str, inputs: Vec<String>, output: &str, attribute:
     }
 }
 
-/// ONNX pads `[top, left, bottom, right]` for symmetric `[h, w]` padding.
-fn pads(padding: [usize; 2]) -> Vec<usize> {
-    vec![padding[0], padding[1], padding[0], padding[1]]
-}
-
 struct Builder<'a> {
     net: &'a Network,
     weights: &'a Weights,
@@ -141,7 +136,7 @@ impl Builder<'_> {
                 let attrs = vec![
                     ints("kernel_shape", kernel),
                     ints("strides", stride),
-                    ints("pads", &pads(*padding)),
+                    ints("pads", &Op::symmetric_padding(*padding)),
                     ints("dilations", &[1, 1]),
                     int("group", *groups as i64),
                 ];
@@ -163,14 +158,30 @@ impl Builder<'_> {
                 let high = self.constant_f32(format!("{name}.max"), 6.0);
                 node("Clip", name, vec![first(), low, high], name, vec![])
             }
-            Op::MaxPool2d { kernel, stride, padding } => node(
+            Op::MaxPool2d {
+                kernel,
+                stride,
+                padding,
+                ceil_mode,
+            } => node(
                 "MaxPool",
                 name,
                 vec![first()],
                 name,
-                vec![ints("kernel_shape", kernel), ints("strides", stride), ints("pads", &pads(*padding))],
+                vec![
+                    ints("kernel_shape", kernel),
+                    ints("strides", stride),
+                    ints("pads", padding),
+                    int("ceil_mode", *ceil_mode as i64),
+                ],
             ),
-            Op::AvgPool2d { kernel, stride, padding } => node(
+            Op::AvgPool2d {
+                kernel,
+                stride,
+                padding,
+                ceil_mode,
+                count_include_pad,
+            } => node(
                 "AveragePool",
                 name,
                 vec![first()],
@@ -178,10 +189,24 @@ impl Builder<'_> {
                 vec![
                     ints("kernel_shape", kernel),
                     ints("strides", stride),
-                    ints("pads", &pads(*padding)),
-                    int("count_include_pad", 1),
+                    ints("pads", padding),
+                    int("ceil_mode", *ceil_mode as i64),
+                    int("count_include_pad", *count_include_pad as i64),
                 ],
             ),
+            Op::Lrn { size, alpha, beta, k } => node(
+                "LRN",
+                name,
+                vec![first()],
+                name,
+                vec![
+                    int("size", *size as i64),
+                    float("alpha", *alpha as f32),
+                    float("beta", *beta as f32),
+                    float("bias", *k as f32),
+                ],
+            ),
+            Op::Softmax => node("Softmax", name, vec![first()], name, vec![int("axis", 1)]),
             Op::GlobalAvgPool => node("GlobalAveragePool", name, vec![first()], name, vec![]),
             Op::Add if inputs.len() == 2 => node("Add", name, inputs.clone(), name, vec![]),
             Op::Add => node("Sum", name, inputs.clone(), name, vec![]),

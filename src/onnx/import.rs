@@ -1,15 +1,20 @@
 //! ONNX model → sacp network and weights, parsed at run time. Understood: Conv (explicit or
-//! SAME padding), BatchNormalization, Relu, Clip(0, 6), MaxPool, AveragePool,
-//! GlobalAveragePool, Add/Sum (a constant operand becomes the bias of the conv or linear
-//! layer before it), Concat, Pad on channels, Flatten, Reshape to `[N, -1]`, Gemm, MatMul
-//! with a constant, Identity, Dropout; Reshape of constants is folded. Anything else is an
-//! error that lists every such node.
+//! SAME padding), BatchNormalization, Relu, Clip(0, 6), MaxPool and AveragePool (asymmetric
+//! padding, `ceil_mode`, `count_include_pad`), GlobalAveragePool, ReduceMean over H, W,
+//! LRN, Softmax over channels, Add/Sum, Concat, Pad on channels, Flatten, Reshape to
+//! `[N, -1]`, Gemm, MatMul with a constant, Identity, Dropout, Cast. Constants (initializers,
+//! `Constant`, `ConstantOfShape`, inline or external data) and operations on them are
+//! folded; a per-channel constant applied to a conv, linear or BatchNorm output becomes part
+//! of that layer's weights. The graph's input and output names become the input and output
+//! layers' names. Anything else is an error that lists every such node.
 
-use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto, data_type};
+use super::constants::{Constant, ExternalData, constant};
+use super::proto::{AttributeProto, ModelProto, NodeProto};
 use crate::ir::{IrError, Network, NetworkBuilder, Op};
 use crate::weights::{WeightError, WeightTensor, Weights};
 use prost::Message;
 use std::collections::HashMap;
+use std::path::Path;
 
 /// Why an ONNX file could not be imported.
 #[derive(Debug, thiserror::Error)]
@@ -42,52 +47,6 @@ pub enum OnnxError {
     Weights(#[from] WeightError),
 }
 
-/// A constant: dims and values (floats; integers converted).
-#[derive(Clone, Debug)]
-struct Constant {
-    dims: Vec<usize>,
-    values: Vec<f64>,
-}
-
-/// The product of `dims`, or `None` when it overflows.
-fn checked_product(dims: impl IntoIterator<Item = usize>) -> Option<usize> {
-    dims.into_iter().try_fold(1usize, |a, d| a.checked_mul(d))
-}
-
-fn constant(t: &TensorProto) -> Result<Constant, String> {
-    let dims: Vec<usize> = t
-        .dims
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
-        .collect::<Result<_, _>>()?;
-    let count = checked_product(dims.iter().copied()).ok_or("dimensions overflow")?;
-    let values: Vec<f64> = match t.data_type {
-        data_type::FLOAT if !t.raw_data.is_empty() => t
-            .raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64)
-            .collect(),
-        data_type::FLOAT => t.float_data.iter().map(|&v| v as f64).collect(),
-        data_type::INT64 if !t.raw_data.is_empty() => t
-            .raw_data
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f64)
-            .collect(),
-        data_type::INT64 => t.int64_data.iter().map(|&v| v as f64).collect(),
-        other => return Err(format!("element type {other} (only float32 and int64 constants are read)")),
-    };
-    if values.len() != count {
-        return Err(format!("{} values for dimensions {dims:?}", values.len()));
-    }
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(format!(
-            "value {} at flat index {i} (dimensions {dims:?}); weights must be finite",
-            values[i]
-        ));
-    }
-    Ok(Constant { dims, values })
-}
-
 /// One layer of the network being built.
 struct Pending {
     name: String,
@@ -106,6 +65,21 @@ struct Importer {
     layers: Vec<Pending>,
     weights: Weights,
     values: HashMap<String, Value>,
+    /// How many node inputs (and graph outputs) read each value: a constant is folded into
+    /// the layer that produced a value only when nothing else reads that value.
+    uses: HashMap<String, usize>,
+    /// The default-domain opset the model declares (defaults of Softmax and the axes
+    /// operands of Unsqueeze, Squeeze and ReduceMean changed across opsets).
+    opset: i64,
+    /// Softmax layers read with opset < 13 semantics (over all of C×H×W): valid as a
+    /// softmax over channels only when H = W = 1, checked once shapes are known.
+    flat_softmax: Vec<String>,
+    /// Files that initializers and constants may point to.
+    external: ExternalData,
+}
+
+fn ints_attribute(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attribute(node, name).map(|a| a.ints.clone())
 }
 
 fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -138,6 +112,17 @@ fn padding(node: &NodeProto, kernel: [usize; 2], stride: [usize; 2]) -> Result<[
         other => Err(format!(
             "auto_pad {other} with kernel {kernel:?} and stride {stride:?} is not symmetric"
         )),
+    }
+}
+
+/// Pooling padding `[top, left, bottom, right]` from `pads`/`auto_pad` (asymmetric allowed).
+fn pool_padding(node: &NodeProto, kernel: [usize; 2], stride: [usize; 2]) -> Result<[usize; 4], String> {
+    match attribute(node, "pads") {
+        Some(a) if a.ints.len() == 4 && a.ints.iter().all(|&v| v >= 0) => {
+            Ok([a.ints[0] as usize, a.ints[1] as usize, a.ints[2] as usize, a.ints[3] as usize])
+        }
+        Some(a) => Err(format!("pads {:?}: four non-negative values were expected", a.ints)),
+        None => padding(node, kernel, stride).map(Op::symmetric_padding),
     }
 }
 
@@ -262,26 +247,89 @@ impl Importer {
                 if kernel.contains(&0) {
                     return Err("`kernel_shape` is required".into());
                 }
-                if attribute(node, "ceil_mode").is_some_and(|a| a.i != 0) {
-                    return Err("ceil_mode = 1 is not represented".into());
+                if attribute(node, "dilations").is_some_and(|a| a.ints.iter().any(|&d| d != 1)) {
+                    return Err("dilated pooling is not represented".into());
                 }
                 let stride = pair(node, "strides", [1, 1])?;
-                let padding = padding(node, kernel, stride)?;
+                let padding = pool_padding(node, kernel, stride)?;
+                let ceil_mode = attribute(node, "ceil_mode").is_some_and(|a| a.i != 0);
                 let op = if node.op_type == "MaxPool" {
-                    Op::MaxPool2d { kernel, stride, padding }
-                } else {
-                    if padding != [0, 0] && attribute(node, "count_include_pad").is_none_or(|a| a.i == 0) {
-                        return Err("padded average pooling that excludes the padding is not represented".into());
+                    if node.output.len() > 1 && !node.output[1].is_empty() {
+                        return Err("MaxPool's indices output is not represented".into());
                     }
-                    Op::AvgPool2d { kernel, stride, padding }
+                    Op::MaxPool2d {
+                        kernel,
+                        stride,
+                        padding,
+                        ceil_mode,
+                    }
+                } else {
+                    Op::AvgPool2d {
+                        kernel,
+                        stride,
+                        padding,
+                        ceil_mode,
+                        count_include_pad: attribute(node, "count_include_pad").is_some_and(|a| a.i != 0),
+                    }
                 };
                 self.push(node, name, op, vec![x], 4);
+            }
+            "LRN" => {
+                let (x, rank) = self.layer_input(node, 0)?;
+                let size = attribute(node, "size").map(|a| a.i).ok_or("`size` is required")?;
+                if rank != 4 || size <= 0 {
+                    return Err(format!("LRN of size {size} over a rank-{rank} value is not represented"));
+                }
+                let float = |name: &str, default: f64| attribute(node, name).map_or(default, |a| a.f as f64);
+                let op = Op::Lrn {
+                    size: size as usize,
+                    alpha: float("alpha", 1e-4),
+                    beta: float("beta", 0.75),
+                    k: float("bias", 1.0),
+                };
+                self.push(node, name, op, vec![x], 4);
+            }
+            "Softmax" => {
+                let (x, rank) = self.layer_input(node, 0)?;
+                let axis = attribute(node, "axis").map_or(if self.opset >= 13 { -1 } else { 1 }, |a| a.i);
+                let axis = if axis < 0 { axis + rank as i64 } else { axis };
+                if axis != 1 {
+                    return Err(format!(
+                        "softmax over axis {axis} of a rank-{rank} value: only channels are represented"
+                    ));
+                }
+                if rank == 4 && self.opset < 13 {
+                    self.flat_softmax.push(name.to_string());
+                }
+                self.push(node, name, Op::Softmax, vec![x], rank);
+            }
+            "ReduceMean" => {
+                let (x, rank) = self.layer_input(node, 0)?;
+                let axes = match node.input.get(1).filter(|n| !n.is_empty()) {
+                    Some(_) => self.constant_input(node, 1)?.values.iter().map(|&v| v as i64).collect(),
+                    None => ints_attribute(node, "axes").unwrap_or_default(),
+                };
+                let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + rank as i64 } else { a }).collect();
+                axes.sort_unstable();
+                if rank != 4 || axes != [2, 3] {
+                    return Err(format!(
+                        "mean over axes {axes:?} of a rank-{rank} value: only the spatial mean (axes 2, 3) is represented"
+                    ));
+                }
+                if attribute(node, "keepdims").is_none_or(|a| a.i != 0) {
+                    self.push(node, name, Op::GlobalAvgPool, vec![x], 4);
+                } else {
+                    let pooled = format!("{name}.pool");
+                    self.push(node, &pooled, Op::GlobalAvgPool, vec![x], 4);
+                    self.push(node, name, Op::Flatten, vec![pooled], 2);
+                }
             }
             "GlobalAveragePool" => {
                 let (x, _) = self.layer_input(node, 0)?;
                 self.push(node, name, Op::GlobalAvgPool, vec![x], 4);
             }
             "Add" | "Sum" => self.add(node, name)?,
+            "Concat" if node.input.len() == 1 => self.alias(node, self.value(node, 0)?),
             "Concat" => {
                 let axis = attribute(node, "axis").map_or(1, |a| a.i);
                 let inputs = (0..node.input.len())
@@ -325,16 +373,7 @@ impl Importer {
             "Reshape" => match self.value(node, 0)? {
                 Value::Constant(c) => {
                     let shape = self.constant_input(node, 1)?.values;
-                    let total = c.values.len();
-                    let known = checked_product(shape.iter().filter(|&&d| d > 0.0).map(|&d| d as usize));
-                    let dims: Vec<usize> = shape
-                        .iter()
-                        .map(|&d| if d < 0.0 { total / known.unwrap_or(0).max(1) } else { d as usize })
-                        .collect();
-                    if checked_product(dims.iter().copied()) != Some(total) {
-                        return Err(format!("cannot reshape {:?} to {shape:?}", c.dims));
-                    }
-                    self.alias(node, Value::Constant(Constant { dims, values: c.values }));
+                    self.alias(node, Value::Constant(c.reshape(&shape)?));
                 }
                 Value::Layer { layer, rank } => {
                     let shape = self.constant_input(node, 1)?.values;
@@ -388,77 +427,229 @@ impl Importer {
                 self.push(node, name, Op::Linear { out_features: out, bias }, vec![x], 2);
             }
             "Identity" | "Dropout" => self.alias(node, self.value(node, 0)?),
+            "Cast" => {
+                let to = attribute(node, "to").map_or(0, |a| a.i as i32);
+                match self.value(node, 0)? {
+                    Value::Constant(c) => self.alias(node, Value::Constant(c)),
+                    layer if to == super::proto::data_type::FLOAT => self.alias(node, layer),
+                    _ => {
+                        return Err(format!(
+                            "a cast of a layer output to element type {to}: only float32 is represented"
+                        ));
+                    }
+                }
+            }
+            "Constant" => {
+                let value = if let Some(t) = attribute(node, "value").and_then(|a| a.t.as_ref()) {
+                    constant(t, &mut self.external)?
+                } else if let Some(a) = attribute(node, "value_float") {
+                    Constant::scalar(a.f as f64)
+                } else if let Some(a) = attribute(node, "value_int") {
+                    Constant::scalar(a.i as f64)
+                } else if let Some(a) = attribute(node, "value_floats") {
+                    Constant {
+                        dims: vec![a.floats.len()],
+                        values: a.floats.iter().map(|&v| v as f64).collect(),
+                    }
+                } else if let Some(a) = attribute(node, "value_ints") {
+                    Constant {
+                        dims: vec![a.ints.len()],
+                        values: a.ints.iter().map(|&v| v as f64).collect(),
+                    }
+                } else {
+                    return Err("only tensor, float and int constants are read".into());
+                };
+                self.alias(node, Value::Constant(value));
+            }
+            "ConstantOfShape" => {
+                let dims = self.constant_input(node, 0)?.as_dims()?;
+                let fill = match attribute(node, "value").and_then(|a| a.t.as_ref()) {
+                    Some(t) => constant(t, &mut self.external)?,
+                    None => Constant::scalar(0.0),
+                };
+                self.alias(node, Value::Constant(fill.filled(dims)?));
+            }
+            "Unsqueeze" | "Squeeze" => {
+                let c = self.constant_input(node, 0)?;
+                let axes: Vec<i64> = match node.input.get(1).filter(|n| !n.is_empty()) {
+                    Some(_) => self.constant_input(node, 1)?.values.iter().map(|&v| v as i64).collect(),
+                    None => ints_attribute(node, "axes").unwrap_or_default(),
+                };
+                let folded = if node.op_type == "Unsqueeze" {
+                    c.unsqueeze(&axes)?
+                } else {
+                    c.squeeze(&axes)?
+                };
+                self.alias(node, Value::Constant(folded));
+            }
+            "Mul" | "Sub" | "Div" => self.arithmetic(node)?,
             _ => return Ok(false),
         }
         Ok(true)
     }
 
-    /// Add/Sum of layers, or a layer plus a constant bias folded into the layer before.
+    /// Add/Sum of layer outputs (a residual sum), or an element-wise operation with a
+    /// constant operand.
     fn add(&mut self, node: &NodeProto, name: &str) -> Result<(), String> {
         let operands = (0..node.input.len()).map(|s| self.value(node, s)).collect::<Result<Vec<_>, _>>()?;
-        let constants: Vec<&Constant> = operands
-            .iter()
-            .filter_map(|v| if let Value::Constant(c) = v { Some(c) } else { None })
-            .collect();
         let layers: Vec<(String, usize)> = operands
             .iter()
-            .filter_map(|v| {
-                if let Value::Layer { layer, rank } = v {
-                    Some((layer.clone(), *rank))
-                } else {
-                    None
-                }
+            .filter_map(|v| match v {
+                Value::Layer { layer, rank } => Some((layer.clone(), *rank)),
+                Value::Constant(_) => None,
             })
             .collect();
-        match (layers.len(), constants.len()) {
-            (n, 0) if n >= 2 => {
-                let rank = layers[0].1;
-                self.push(node, name, Op::Add, layers.into_iter().map(|(l, _)| l).collect(), rank);
-                Ok(())
-            }
-            (1, 1) => {
-                let (layer, rank) = layers[0].clone();
-                let bias = constants[0].clone();
-                let target = self.layers.iter_mut().rev().find(|p| p.name == layer);
-                let Some(pending) = target else {
-                    return Err("a constant is added to a value that is not a layer output".into());
-                };
-                let (has_bias, width) = match &mut pending.op {
-                    Op::Conv2d { bias, out_channels, .. } => (bias, *out_channels),
-                    Op::Linear { bias, out_features } => (bias, *out_features),
-                    _ => {
-                        return Err(format!(
-                            "a constant is added to the output of `{layer}`, which is neither a convolution nor a linear layer"
-                        ));
-                    }
-                };
-                if *has_bias || bias.values.len() != width {
-                    return Err(format!(
-                        "a constant of dimensions {:?} cannot become the bias of `{layer}`",
-                        bias.dims
-                    ));
-                }
-                *has_bias = true;
-                self.tensor(&layer, "bias", vec![width], &bias.values);
-                self.alias(node, Value::Layer { layer, rank });
-                Ok(())
-            }
-            _ => Err("only sums of layer outputs, or a layer output plus a bias, are represented".into()),
+        if layers.len() == operands.len() && layers.len() >= 2 {
+            let rank = layers[0].1;
+            self.push(node, name, Op::Add, layers.into_iter().map(|(l, _)| l).collect(), rank);
+            return Ok(());
         }
+        if operands.len() == 1 {
+            self.alias(node, operands[0].clone());
+            return Ok(());
+        }
+        if operands.len() != 2 {
+            return Err("a sum of more than two values that are not all layer outputs is not represented".into());
+        }
+        self.arithmetic(node)
+    }
+
+    /// A binary element-wise operation (`Add`, `Sub`, `Mul`, `Div`) with a constant
+    /// operand: two constants are folded; a layer output and a per-channel constant are
+    /// folded into the convolution, linear or BatchNorm layer that produced the output (its
+    /// scale or bias), when nothing else reads that output.
+    fn arithmetic(&mut self, node: &NodeProto) -> Result<(), String> {
+        let op = node.op_type.as_str();
+        let (a, b) = (self.value(node, 0)?, self.value(node, 1)?);
+        let f = |x: f64, y: f64| match op {
+            "Add" | "Sum" => x + y,
+            "Sub" => x - y,
+            "Mul" => x * y,
+            _ => x / y,
+        };
+        let (layer, rank, c, layer_first, value_name) = match (a, b) {
+            (Value::Constant(x), Value::Constant(y)) => {
+                self.alias(node, Value::Constant(x.zip(&y, f)?));
+                return Ok(());
+            }
+            (Value::Layer { layer, rank }, Value::Constant(c)) => (layer, rank, c, true, node.input[0].clone()),
+            (Value::Constant(c), Value::Layer { layer, rank }) => (layer, rank, c, false, node.input[1].clone()),
+            (Value::Layer { .. }, Value::Layer { .. }) => {
+                return Err(format!(
+                    "{op} of two layer outputs (e.g. a squeeze-and-excitation gate) is not represented"
+                ));
+            }
+        };
+        let width = self.width(&layer).ok_or_else(|| {
+            format!("a constant is applied to the output of `{layer}`, which is not a convolution, linear or BatchNorm layer")
+        })?;
+        let values = c.per_channel(rank, width).ok_or_else(|| {
+            format!(
+                "a constant of dimensions {:?} does not act per channel on the {width} channels of `{layer}`",
+                c.dims
+            )
+        })?;
+        if self.uses.get(&value_name).copied().unwrap_or(0) > 1 {
+            return Err(format!(
+                "the output of `{layer}` is also read elsewhere, so the constant cannot be folded into it"
+            ));
+        }
+        let (scale, shift): (Vec<f64>, Vec<f64>) = match (op, layer_first) {
+            ("Add" | "Sum", _) => (vec![1.0; width], values),
+            ("Sub", true) => (vec![1.0; width], values.iter().map(|v| -v).collect()),
+            ("Mul", _) => (values, vec![0.0; width]),
+            ("Div", true) if values.iter().all(|&v| v != 0.0) => (values.iter().map(|v| 1.0 / v).collect(), vec![0.0; width]),
+            _ => {
+                return Err(format!(
+                    "{op} with a layer output as its second operand (or by zero) is not represented"
+                ));
+            }
+        };
+        self.fold_affine(&layer, &scale, &shift);
+        self.alias(node, Value::Layer { layer, rank });
+        Ok(())
+    }
+
+    /// Output channels of a conv, linear or BatchNorm layer being built.
+    fn width(&self, layer: &str) -> Option<usize> {
+        let pending = self.layers.iter().rev().find(|p| p.name == layer)?;
+        match pending.op {
+            Op::Conv2d { out_channels, .. } => Some(out_channels),
+            Op::Linear { out_features, .. } => Some(out_features),
+            Op::BatchNorm { .. } => self.weights.tensors.get(&format!("{layer}.weight")).map(|t| t.data.len()),
+            _ => None,
+        }
+    }
+
+    /// `y ↦ scale·y + shift` per channel, folded into the layer's weights and bias (a
+    /// missing bias is created).
+    fn fold_affine(&mut self, layer: &str, scale: &[f64], shift: &[f64]) {
+        let pending = self.layers.iter_mut().rev().find(|p| p.name == layer).expect("width() found it");
+        let (weight, bias) = match &mut pending.op {
+            Op::Conv2d { bias, .. } | Op::Linear { bias, .. } => {
+                let had = std::mem::replace(bias, true);
+                ("weight", if had { Some("bias") } else { None })
+            }
+            _ => ("weight", Some("bias")),
+        };
+        let w = self
+            .weights
+            .tensors
+            .get_mut(&format!("{layer}.{weight}"))
+            .expect("imported with its layer");
+        let per_row = w.data.len() / scale.len();
+        for (row, &s) in w.data.chunks_mut(per_row).zip(scale) {
+            row.iter_mut().for_each(|v| *v = (*v as f64 * s) as f32);
+        }
+        let old: Vec<f64> = match bias {
+            Some(kind) => self.weights.tensors[&format!("{layer}.{kind}")]
+                .data
+                .iter()
+                .map(|&v| v as f64)
+                .collect(),
+            None => vec![0.0; scale.len()],
+        };
+        let new: Vec<f64> = old.iter().zip(scale).zip(shift).map(|((b, s), t)| b * s + t).collect();
+        self.tensor(layer, "bias", vec![new.len()], &new);
     }
 }
 
-/// Parses ONNX bytes into a network and its weights.
+/// Parses ONNX bytes into a network and its weights. A model whose weights live in
+/// external data files must be read with [`from_file`].
 pub fn from_bytes(bytes: &[u8]) -> Result<(Network, Weights), OnnxError> {
+    import(bytes, ExternalData::new(None))
+}
+
+/// Reads an ONNX file into a network and its weights; external data files (PyTorch's
+/// default exporter writes `model.onnx.data`) are read from the model's folder.
+pub fn from_file(path: &Path) -> Result<(Network, Weights), OnnxError> {
+    let bytes = std::fs::read(path).map_err(|e| OnnxError::Decode(format!("{}: {e}", path.display())))?;
+    import(&bytes, ExternalData::new(Some(path.parent().unwrap_or(Path::new(".")))))
+}
+
+fn import(bytes: &[u8], external: ExternalData) -> Result<(Network, Weights), OnnxError> {
     let model = ModelProto::decode(bytes).map_err(|e| OnnxError::Decode(e.to_string()))?;
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(1, |o| o.version);
     let graph = model.graph.ok_or_else(|| OnnxError::Decode("the model has no graph".into()))?;
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for name in graph.node.iter().flat_map(|n| &n.input).chain(graph.output.iter().map(|o| &o.name)) {
+        *uses.entry(name.clone()).or_default() += 1;
+    }
     let mut importer = Importer {
         layers: Vec::new(),
         weights: Weights::default(),
         values: HashMap::new(),
+        uses,
+        opset,
+        flat_softmax: Vec::new(),
+        external,
     };
     for t in &graph.initializer {
-        let c = constant(t).map_err(|m| OnnxError::Graph(format!("initializer `{}`: {m}", t.name)))?;
+        let c = constant(t, &mut importer.external).map_err(|m| OnnxError::Graph(format!("initializer `{}`: {m}", t.name)))?;
         importer.values.insert(t.name.clone(), Value::Constant(c));
     }
     let inputs: Vec<_> = graph.input.iter().filter(|i| !importer.values.contains_key(&i.name)).collect();
@@ -504,8 +695,14 @@ pub fn from_bytes(bytes: &[u8]) -> Result<(Network, Weights), OnnxError> {
             rank: 4,
         },
     );
+    let output = graph
+        .output
+        .first()
+        .ok_or_else(|| OnnxError::Graph("the graph has no output".into()))?;
     let mut unsupported = Vec::new();
-    let mut used = std::collections::HashSet::new();
+    // Layer names: the node's name, else its output's; the graph's input and output names
+    // are kept for the input and output layers (so an export keeps them).
+    let mut used = std::collections::HashSet::from([input.name.clone(), output.name.clone()]);
     for (i, node) in graph.node.iter().enumerate() {
         let base = if node.name.is_empty() {
             node.output.first().cloned().unwrap_or_default()
@@ -515,7 +712,8 @@ pub fn from_bytes(bytes: &[u8]) -> Result<(Network, Weights), OnnxError> {
         let base = if base.is_empty() { format!("node{i}") } else { base };
         let name = if used.contains(&base) { format!("{base}.{i}") } else { base };
         used.insert(name.clone());
-        match importer.node(node, &name) {
+        let foreign = !(node.domain.is_empty() || node.domain == "ai.onnx");
+        match if foreign { Ok(false) } else { importer.node(node, &name) } {
             Ok(true) => {}
             Ok(false) => unsupported.push((name, node.op_type.clone())),
             Err(message) if unsupported.is_empty() => {
@@ -533,10 +731,6 @@ pub fn from_bytes(bytes: &[u8]) -> Result<(Network, Weights), OnnxError> {
     if !unsupported.is_empty() {
         return Err(OnnxError::Unsupported(unsupported));
     }
-    let output = graph
-        .output
-        .first()
-        .ok_or_else(|| OnnxError::Graph("the graph has no output".into()))?;
     let last = match importer.values.get(&output.name) {
         Some(Value::Layer { layer, .. }) => layer.clone(),
         _ => return Err(OnnxError::Graph(format!("output `{}` is not computed by the graph", output.name))),
@@ -545,9 +739,21 @@ pub fn from_bytes(bytes: &[u8]) -> Result<(Network, Weights), OnnxError> {
     for layer in importer.layers {
         builder.add_named(layer.name, layer.op, &layer.inputs)?;
     }
-    let output_name = if used.contains("output") { "sacp.output" } else { "output" };
-    builder.add_named(output_name, Op::Output, &[last])?;
+    builder.add_named(output.name.clone(), Op::Output, &[last])?;
     let network = builder.finish()?;
+    for name in &importer.flat_softmax {
+        let node = network.nodes().find(|&n| &network.node(n).name == name).expect("built");
+        if network.shape(node).spatial() != 1 {
+            return Err(OnnxError::Invalid {
+                node: name.clone(),
+                op: "Softmax".into(),
+                message: format!(
+                    "before opset 13 a softmax over axis 1 spans C×H×W; over a {} map that is not a softmax over channels",
+                    network.shape(node)
+                ),
+            });
+        }
+    }
     importer.weights.check(&network, "ONNX model")?;
     Ok((network, importer.weights))
 }

@@ -124,8 +124,29 @@ pub struct AttributeProto {
 pub mod data_type {
     /// 32-bit float.
     pub const FLOAT: i32 = 1;
+    /// 32-bit integer.
+    pub const INT32: i32 = 6;
     /// 64-bit integer.
     pub const INT64: i32 = 7;
+    /// 64-bit float.
+    pub const DOUBLE: i32 = 11;
+}
+
+/// Where a tensor's elements are stored (`TensorProto.data_location`).
+pub mod data_location {
+    /// In an external file named by `external_data`.
+    pub const EXTERNAL: i32 = 1;
+}
+
+/// A key/value string pair (the entries of `TensorProto.external_data`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StringStringEntryProto {
+    /// Key: `location`, `offset`, `length` or `checksum`.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// Value.
+    #[prost(string, tag = "2")]
+    pub value: String,
 }
 
 /// A tensor.
@@ -149,6 +170,18 @@ pub struct TensorProto {
     /// Elements as little-endian bytes.
     #[prost(bytes = "vec", tag = "9")]
     pub raw_data: Vec<u8>,
+    /// 32-bit integer elements (when not in `raw_data`).
+    #[prost(int32, repeated, tag = "5")]
+    pub int32_data: Vec<i32>,
+    /// 64-bit float elements (when not in `raw_data`).
+    #[prost(double, repeated, tag = "10")]
+    pub double_data: Vec<f64>,
+    /// For external data: the file (`location`, relative to the model), `offset` and `length`.
+    #[prost(message, repeated, tag = "13")]
+    pub external_data: Vec<StringStringEntryProto>,
+    /// See [`data_location`].
+    #[prost(int32, tag = "14")]
+    pub data_location: i32,
 }
 
 /// A named, typed value.

@@ -15,6 +15,35 @@ use sacp::weights::{self, Weights};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The folder of an installed Python package (`.ci/run` installs what the tests use).
+pub fn python_package(name: &str) -> PathBuf {
+    let out = Command::new("python3")
+        .args(["-c", &format!("import {name}, os; print(os.path.dirname({name}.__file__))")])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the Python package {name} is missing (.ci/run installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A float tensor stored as an ONNX `TensorProto` file: dims and values.
+pub fn tensor_file(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    use prost::Message;
+    let t = sacp::onnx::proto::TensorProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    let values: Vec<f32> = if t.raw_data.is_empty() {
+        t.float_data
+    } else {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    (t.dims.iter().map(|&d| d as usize).collect(), values)
+}
+
 /// A zoo network from its spec under `models/`, optionally with a smaller input.
 pub fn zoo(file: &str, input: Option<[usize; 3]>) -> Network {
     let spec = sacp::spec::load(&root().join("models").join(file)).unwrap();
