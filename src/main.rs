@@ -102,7 +102,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a network with its weights as ONNX (opset 13, weights as initializers, batch
+    /// Write a network with its weights as ONNX (opset 14, weights as initializers, batch
     /// dimension `N`) or as a safetensors file.
     Export {
         /// Model spec (TOML).

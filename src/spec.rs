@@ -92,6 +92,12 @@ struct LayerSpec {
     beta: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     k: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end: Option<usize>,
 }
 
 /// A model spec read from disk.
@@ -343,6 +349,23 @@ fn build_graph(layers: &[LayerSpec], input: [usize; 3], input_name: &str, text: 
                 k: layer.k.unwrap_or(1.0),
             },
             "softmax" => Op::Softmax,
+            "sigmoid" => Op::Sigmoid,
+            "hardsigmoid" => Op::HardSigmoid {
+                alpha: layer.alpha.unwrap_or(1.0 / 6.0),
+                beta: layer.beta.unwrap_or(0.5),
+            },
+            "hardswish" => Op::HardSwish,
+            "mul" => Op::Mul,
+            "permute" => Op::Permute {
+                order: layer
+                    .order
+                    .clone()
+                    .ok_or_else(|| fail(line, format!("layer `{}` (op permute): `order` is required", layer.name)))?,
+            },
+            "slice" => Op::Slice {
+                start: need(layer.start, "start")?,
+                end: need(layer.end, "end")?,
+            },
             "add" => Op::Add,
             "concat" => Op::Concat,
             "zeropad" => {
@@ -443,6 +466,9 @@ pub fn write_graph_spec(net: &Network, weights: Option<&str>) -> String {
                 alpha: None,
                 beta: None,
                 k: None,
+                order: None,
+                start: None,
+                end: None,
             };
             let padding = |p: Vec<usize>| Some(Spanned::new(0..0, p));
             match &node.op {
@@ -483,6 +509,9 @@ pub fn write_graph_spec(net: &Network, weights: Option<&str>) -> String {
                 Op::Lrn { size, alpha, beta, k } => {
                     (spec.size, spec.alpha, spec.beta, spec.k) = (Some(*size), Some(*alpha), Some(*beta), Some(*k));
                 }
+                Op::HardSigmoid { alpha, beta } => (spec.alpha, spec.beta) = (Some(*alpha), Some(*beta)),
+                Op::Permute { order } => spec.order = Some(order.clone()),
+                Op::Slice { start, end } => (spec.start, spec.end) = (Some(*start), Some(*end)),
                 Op::ZeroPad { before, after, stride } => {
                     (spec.before, spec.after, spec.stride) = (Some(*before), Some(*after), Some([*stride; 2]))
                 }

@@ -210,36 +210,91 @@ pub fn select(
             &last_step_closest(net, deps, &orders, removed(lo - 1), target, cap),
         ));
     }
+    if lo > 0 {
+        return Ok(keep_without(
+            deps,
+            &last_step_by_group(net, deps, removed(lo - 1), removed(lo), target),
+        ));
+    }
     Ok(keep_without(deps, &removed(lo)))
 }
 
-/// The last channel of a global schedule, chosen to overshoot the target least: `before`
-/// falls short of it; among the next channel of every group (within its cap) whose removal
-/// reaches the target, the one that removes the fewest MACs. One channel of a residual
+/// The last channels of a global schedule, chosen to overshoot the target least: `before`
+/// falls short of it. Among the next channel of every group (within its cap), one whose
+/// removal reaches the target within half a point ends the schedule; otherwise the one that
+/// comes closest without reaching it is removed and the choice is made again, and if none is
+/// left, the one found on the way that overshot least is taken. One channel of a residual
 /// group can carry several percent of a network's MACs, so the greedy next channel may
-/// overshoot far more than the cheapest one that suffices.
+/// overshoot far more than a few cheap channels that suffice.
 fn last_step_closest(
     net: &Network,
     deps: &Dependencies,
     orders: &[Vec<usize>],
-    before: Vec<Vec<usize>>,
+    mut before: Vec<Vec<usize>>,
     target: f64,
     cap: impl Fn(usize) -> usize,
 ) -> Vec<Vec<usize>> {
     let mut best: Option<(f64, Vec<Vec<usize>>)> = None;
-    for (g, group) in deps.groups.iter().enumerate() {
-        let gone = before[g].len();
-        if !group.prunable() || gone >= cap(group.size()).min(orders[g].len()) {
-            continue;
+    loop {
+        let mut closest_below: Option<(f64, Vec<Vec<usize>>)> = None;
+        for (g, group) in deps.groups.iter().enumerate() {
+            let gone = before[g].len();
+            if !group.prunable() || gone >= cap(group.size()).min(orders[g].len()) {
+                continue;
+            }
+            let mut removed = before.clone();
+            removed[g].push(orders[g][gone]);
+            let reached = macs_reduction(net, deps, &keep_without(deps, &removed));
+            if reached >= target {
+                if best.as_ref().is_none_or(|(r, _)| reached < *r) {
+                    best = Some((reached, removed));
+                }
+            } else if closest_below.as_ref().is_none_or(|(r, _)| reached > *r) {
+                closest_below = Some((reached, removed));
+            }
         }
-        let mut removed = before.clone();
-        removed[g].push(orders[g][gone]);
-        let reached = macs_reduction(net, deps, &keep_without(deps, &removed));
-        if reached >= target && best.as_ref().is_none_or(|(r, _)| reached < *r) {
-            best = Some((reached, removed));
+        match (best.as_ref(), closest_below) {
+            (Some((r, _)), _) if *r - target <= 0.005 => break,
+            (_, Some((_, removed))) => before = removed,
+            _ => break,
         }
     }
     best.map_or(before, |(_, removed)| removed)
+}
+
+/// The last step of a uniform schedule, applied one group at a time: `before` falls short
+/// of the target, `after` reaches it. While no single group's step reaches the target, the
+/// group whose step removes the fewest MACs takes it; then, of the groups whose step reaches
+/// the target, the one that overshoots least. Networks whose groups share a few sizes (all
+/// stages of a RegNet, say) would otherwise jump several points past the target at once.
+fn last_step_by_group(
+    net: &Network,
+    deps: &Dependencies,
+    mut before: Vec<Vec<usize>>,
+    after: Vec<Vec<usize>>,
+    target: f64,
+) -> Vec<Vec<usize>> {
+    let mut pending: Vec<usize> = (0..after.len()).filter(|&g| after[g].len() > before[g].len()).collect();
+    loop {
+        let steps: Vec<(usize, f64)> = pending
+            .iter()
+            .map(|&g| {
+                let mut next = before.clone();
+                next[g] = after[g].clone();
+                (g, macs_reduction(net, deps, &keep_without(deps, &next)))
+            })
+            .collect();
+        let reaching = steps.iter().filter(|(_, r)| *r >= target).min_by(|a, b| a.1.total_cmp(&b.1));
+        let (g, _) = match reaching {
+            Some(&step) => step,
+            None => *steps.iter().min_by(|a, b| a.1.total_cmp(&b.1)).expect("`after` reaches the target"),
+        };
+        before[g] = after[g].clone();
+        if reaching.is_some() {
+            return before;
+        }
+        pending.retain(|&p| p != g);
+    }
 }
 
 /// The keep-set that gives every group its width in `widths`, keeping the group's most

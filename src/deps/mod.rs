@@ -4,8 +4,12 @@
 //! Every output channel ("unit") of every layer is an element of a union-find. Layers that
 //! pass channels through (BatchNorm, activations, pooling, depthwise convs, flatten, the
 //! output) tie each output unit to the same input unit; `add` ties all its inputs
-//! unit-by-unit; `concat` ties each input to its offset range; the zero-pad shortcut ties
-//! its input to the middle of its output. Dense convs and linear layers start new units.
+//! unit-by-unit (as does `mul`); `concat` ties each input to its offset range, `slice` its
+//! output to a range of its input; the zero-pad shortcut ties its input to the middle of its
+//! output; a permutation (a channel shuffle) ties each output to the input it moves; a
+//! grouped convolution ties the same position in every group, for its inputs and outputs
+//! (every group keeps the same width). Dense convs and linear layers start new units; LRN and
+//! softmax pin the channels they mix.
 //! An equivalence class is one prunable channel; classes that touch the same set of
 //! layers form a [`ChannelGroup`]. Removing one class removes, at every member layer,
 //! exactly the units of that class, which is why any keep-set is a valid network.
@@ -33,8 +37,6 @@ pub enum Pin {
     NetworkInput,
     /// The classifier's outputs.
     NetworkOutput,
-    /// Channels of a grouped (not depthwise) convolution, whose groups must stay equal.
-    GroupedConv,
     /// Channels that an LRN or a softmax mixes: each result depends on its neighbours on
     /// the channel axis, so removing one changes the others.
     ChannelMixing,
@@ -107,22 +109,55 @@ impl Dependencies {
             };
             match &net.node(node).op {
                 Op::Input { .. } => (0..count).for_each(|c| pins[id(Unit { node, channel: c })] = Some(Pin::NetworkInput)),
-                Op::Conv2d { .. } => {
+                Op::Conv2d { groups, .. } => {
                     let in_channels = units(net, inputs[0]);
                     if net.node(node).op.is_depthwise(in_channels) {
                         tie(inputs[0], 0, count);
-                    } else if matches!(net.node(node).op, Op::Conv2d { groups, .. } if groups > 1) {
-                        (0..count).for_each(|c| pins[id(Unit { node, channel: c })] = Some(Pin::GroupedConv));
-                        (0..in_channels).for_each(|c| {
-                            pins[id(Unit {
+                    } else if *groups > 1 {
+                        // Every group keeps the same positions: position b of each group's
+                        // inputs (and outputs) is one channel.
+                        let mut same_position = |layer: NodeIndex, width: usize| {
+                            let per_group = width / groups;
+                            for a in 1..*groups {
+                                for b in 0..per_group {
+                                    uf.union(
+                                        id(Unit { node: layer, channel: b }),
+                                        id(Unit {
+                                            node: layer,
+                                            channel: a * per_group + b,
+                                        }),
+                                    );
+                                }
+                            }
+                        };
+                        same_position(inputs[0], in_channels);
+                        same_position(node, count);
+                    }
+                }
+                Op::Permute { order } => {
+                    for (j, &i) in order.iter().enumerate() {
+                        uf.union(
+                            id(Unit {
                                 node: inputs[0],
-                                channel: c,
-                            })] = Some(Pin::GroupedConv)
-                        });
+                                channel: i,
+                            }),
+                            id(Unit { node, channel: j }),
+                        );
+                    }
+                }
+                Op::Slice { start, .. } => {
+                    for j in 0..count {
+                        uf.union(
+                            id(Unit {
+                                node: inputs[0],
+                                channel: start + j,
+                            }),
+                            id(Unit { node, channel: j }),
+                        );
                     }
                 }
                 Op::Linear { .. } => {}
-                Op::Add => inputs.iter().for_each(|&i| tie(i, 0, count)),
+                Op::Add | Op::Mul => inputs.iter().for_each(|&i| tie(i, 0, count)),
                 Op::Concat => {
                     let mut offset = 0;
                     for &i in &inputs {
@@ -146,6 +181,9 @@ impl Dependencies {
                 | Op::MaxPool2d { .. }
                 | Op::AvgPool2d { .. }
                 | Op::GlobalAvgPool
+                | Op::Sigmoid
+                | Op::HardSigmoid { .. }
+                | Op::HardSwish
                 | Op::Flatten => tie(inputs[0], 0, count),
             }
         }
@@ -272,7 +310,14 @@ fn channel_cost(net: &Network, class: &[Unit]) -> Cost {
             Op::Linear { out_features, .. } => *out_features -= k_out,
             _ => {}
         }
-        let reduced = node_cost(&op, &inputs, output);
+        // A class may hold every unit of a layer (it then cannot be removed, but its cost
+        // is still asked): the layer would vanish.
+        let emptied = output.channels() == 0 || inputs.iter().any(|s| s.channels() == 0);
+        let reduced = if emptied {
+            Cost::default()
+        } else {
+            node_cost(&op, &inputs, output)
+        };
         saved = saved
             + Cost {
                 params: full.params - reduced.params,

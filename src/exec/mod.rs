@@ -10,7 +10,7 @@ use crate::weights::{WeightTensor, Weights};
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::module::{avg_pool2d, batch_norm, batch_norm_train, conv2d, linear, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
-use burn::tensor::{Device, Tensor, TensorData, activation};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 /// A conv layer's parameters.
 #[derive(Module, Debug)]
@@ -270,6 +270,22 @@ impl Executable {
                 )),
                 Op::Lrn { size, alpha, beta, k } => Value::Map(local_response_norm(next().map(), *size, *alpha, *beta, *k)),
                 Op::Softmax => next().apply(|t| activation::softmax(t, 1), |t| activation::softmax(t, 1)),
+                Op::Sigmoid => next().apply(activation::sigmoid, activation::sigmoid),
+                Op::HardSigmoid { alpha, beta } => next().apply(
+                    |t| activation::hard_sigmoid(t, *alpha, *beta),
+                    |t| activation::hard_sigmoid(t, *alpha, *beta),
+                ),
+                Op::HardSwish => next().apply(activation::hard_swish, activation::hard_swish),
+                Op::Mul => {
+                    let first = next();
+                    first.zip(next(), |a, b| a * b, |a, b| a * b)
+                }
+                Op::Permute { order } => {
+                    let indices: Vec<i64> = order.iter().map(|&i| i as i64).collect();
+                    let indices = Tensor::<1, Int>::from_data(TensorData::new(indices, [order.len()]), &device);
+                    Value::Map(next().map().select(1, indices))
+                }
+                Op::Slice { start, end } => Value::Map(next().map().narrow(1, *start, end - start)),
                 Op::GlobalAvgPool => Value::Map(next().map().mean_dim(3).mean_dim(2)),
                 Op::Add => {
                     let first = next();
@@ -412,7 +428,7 @@ impl Value {
         match (self, other) {
             (Value::Map(a), Value::Map(b)) => Value::Map(on_map(a, b)),
             (Value::Flat(a), Value::Flat(b)) => Value::Flat(on_flat(a, b)),
-            _ => unreachable!("shape inference gives add inputs one shape"),
+            _ => unreachable!("shape inference gives add and mul inputs one rank"),
         }
     }
 }

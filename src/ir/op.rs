@@ -79,6 +79,34 @@ pub enum Op {
     },
     /// Softmax over the channel (or feature) axis: a classifier's probabilities.
     Softmax,
+    /// The logistic function `1 / (1 + e^−x)` (SiLU is `x · sigmoid(x)`: this and a `mul`).
+    Sigmoid,
+    /// `max(0, min(1, alpha·x + beta))` (PyTorch's hardsigmoid: alpha = 1/6, beta = 0.5).
+    HardSigmoid {
+        /// Slope.
+        alpha: f64,
+        /// Offset.
+        beta: f64,
+    },
+    /// `x · max(0, min(1, x/6 + 1/2))` (MobileNetV3).
+    HardSwish,
+    /// Element-wise product of two inputs with the same channels; a `C × 1 × 1` input is
+    /// broadcast over the other's `H × W` (a squeeze-and-excitation gate).
+    Mul,
+    /// A reordering of channels: output channel `j` is input channel `order[j]`. ShuffleNet's
+    /// channel shuffle (a view as `g × C/g`, transposed and flattened back) is the order
+    /// `j ↦ (j mod g) · C/g + ⌊j/g⌋`; a pruned shuffle is the same order on the channels kept.
+    Permute {
+        /// For each output channel, the input channel it is.
+        order: Vec<usize>,
+    },
+    /// The input channels `start..end` (a `split` or `chunk` along channels).
+    Slice {
+        /// First channel taken.
+        start: usize,
+        /// One past the last channel taken.
+        end: usize,
+    },
     /// Mean over the spatial axes: `C × H × W → C × 1 × 1`.
     GlobalAvgPool,
     /// Element-wise sum of two or more inputs of one shape.
@@ -109,7 +137,7 @@ pub enum Op {
 }
 
 /// Every operation kind, as [`Op::kind`] names it, `input` first.
-pub const OP_KINDS: [&str; 16] = [
+pub const OP_KINDS: [&str; 22] = [
     "input",
     "conv2d",
     "batchnorm",
@@ -120,6 +148,12 @@ pub const OP_KINDS: [&str; 16] = [
     "global_avgpool",
     "lrn",
     "softmax",
+    "sigmoid",
+    "hardsigmoid",
+    "hardswish",
+    "mul",
+    "permute",
+    "slice",
     "add",
     "concat",
     "zeropad",
@@ -142,6 +176,12 @@ impl Op {
             Op::GlobalAvgPool => "global_avgpool",
             Op::Lrn { .. } => "lrn",
             Op::Softmax => "softmax",
+            Op::Sigmoid => "sigmoid",
+            Op::HardSigmoid { .. } => "hardsigmoid",
+            Op::HardSwish => "hardswish",
+            Op::Mul => "mul",
+            Op::Permute { .. } => "permute",
+            Op::Slice { .. } => "slice",
             Op::Add => "add",
             Op::Concat => "concat",
             Op::ZeroPad { .. } => "zeropad",
@@ -154,6 +194,12 @@ impl Op {
     /// Padding `[top, left, bottom, right]` of `[h, w]` on both sides of each axis.
     pub fn symmetric_padding(padding: [usize; 2]) -> [usize; 4] {
         [padding[0], padding[1], padding[0], padding[1]]
+    }
+
+    /// The channel order of ShuffleNet's shuffle of `channels` in `groups` groups.
+    pub fn channel_shuffle(channels: usize, groups: usize) -> Vec<usize> {
+        let per_group = channels / groups;
+        (0..channels).map(|j| (j % groups) * per_group + j / groups).collect()
     }
 
     /// True for a conv whose every output channel reads exactly one input channel

@@ -111,6 +111,7 @@ pub(super) fn infer(net: &Network) -> Result<Vec<Shape>, IrError> {
         let expected_inputs = match node.op {
             Op::Input { .. } => Some(0),
             Op::Add | Op::Concat => None,
+            Op::Mul => Some(2),
             _ => Some(1),
         };
         match expected_inputs {
@@ -199,7 +200,41 @@ pub(super) fn infer(net: &Network) -> Result<Vec<Shape>, IrError> {
                 }
                 inputs[0]
             }
-            Op::BatchNorm { .. } | Op::Relu | Op::Relu6 | Op::Softmax | Op::Output => inputs[0],
+            Op::BatchNorm { .. } | Op::Relu | Op::Relu6 | Op::Softmax | Op::Sigmoid | Op::HardSwish | Op::Output => inputs[0],
+            Op::HardSigmoid { alpha, beta } => {
+                if !(alpha.is_finite() && beta.is_finite()) {
+                    return Err(fail(format!("alpha {alpha} and beta {beta} must be finite")));
+                }
+                inputs[0]
+            }
+            Op::Mul => match (inputs[0], inputs[1]) {
+                (a, b) if a == b => a,
+                (Shape::Map { c, h, w }, Shape::Map { c: c2, h: 1, w: 1 }) | (Shape::Map { c: c2, h: 1, w: 1 }, Shape::Map { c, h, w })
+                    if c == c2 =>
+                {
+                    Shape::Map { c, h, w }
+                }
+                (a, b) => {
+                    return Err(fail(format!(
+                        "inputs must have one shape, or one be C×1×1 with the other's C; got {a} and {b}"
+                    )));
+                }
+            },
+            Op::Permute { order } => {
+                let (c, _, _) = map(inputs[0])?;
+                let mut seen = vec![false; c];
+                if order.len() != c || !order.iter().all(|&i| i < c && !std::mem::replace(&mut seen[i], true)) {
+                    return Err(fail(format!("order must list each of the {c} input channels once")));
+                }
+                inputs[0]
+            }
+            Op::Slice { start, end } => {
+                let (c, h, w) = map(inputs[0])?;
+                if start >= end || *end > c {
+                    return Err(fail(format!("channels {start}..{end} are not a non-empty range of the {c} inputs")));
+                }
+                Shape::Map { c: end - start, h, w }
+            }
             Op::GlobalAvgPool => {
                 let (c, _, _) = map(inputs[0])?;
                 Shape::Map { c, h: 1, w: 1 }

@@ -14,6 +14,8 @@ pub(super) struct Constant {
     pub dims: Vec<usize>,
     /// Elements, row-major.
     pub values: Vec<f64>,
+    /// Integer element type (division truncates, as ONNX's integer `Div` does).
+    pub integer: bool,
 }
 
 /// The product of `dims`, or `None` when it overflows.
@@ -123,15 +125,22 @@ pub(super) fn constant(t: &TensorProto, external: &mut ExternalData) -> Result<C
             values[i]
         ));
     }
-    Ok(Constant { dims, values })
+    let integer = matches!(t.data_type, data_type::INT64 | data_type::INT32);
+    Ok(Constant { dims, values, integer })
 }
 
 impl Constant {
-    /// A scalar.
+    /// A float scalar.
     pub fn scalar(value: f64) -> Constant {
+        Constant::vector(vec![value], false).squeeze(&[]).expect("one element")
+    }
+
+    /// A one-dimensional constant.
+    pub fn vector(values: Vec<f64>, integer: bool) -> Constant {
         Constant {
-            dims: Vec::new(),
-            values: vec![value],
+            dims: vec![values.len()],
+            values,
+            integer,
         }
     }
 
@@ -158,6 +167,7 @@ impl Constant {
         Ok(Constant {
             dims,
             values: vec![value; count],
+            integer: self.integer,
         })
     }
 
@@ -186,7 +196,7 @@ impl Constant {
         let dims = (0..rank)
             .map(|i| if axes.contains(&i) { 1 } else { *source.next().unwrap_or(&1) })
             .collect();
-        Ok(Constant { dims, values: self.values })
+        Ok(Constant { dims, ..self })
     }
 
     /// `Squeeze`: the size-1 axes `axes` removed (all size-1 axes when `axes` is empty).
@@ -202,7 +212,7 @@ impl Constant {
             .filter(|&(i, &d)| if axes.is_empty() { d != 1 } else { !axes.contains(&i) })
             .map(|(_, &d)| d)
             .collect();
-        Ok(Constant { dims, values: self.values })
+        Ok(Constant { dims, ..self })
     }
 
     /// `Reshape` to `shape` (0 copies the dimension, −1 is inferred).
@@ -224,7 +234,7 @@ impl Constant {
         if checked_product(dims.iter().copied()) != Some(total) {
             return Err(format!("cannot reshape {:?} to {shape:?}", self.dims));
         }
-        Ok(Constant { dims, values: self.values })
+        Ok(Constant { dims, ..self })
     }
 
     /// An element-wise operation on two constants of one shape, or of which one is a scalar.
@@ -241,11 +251,48 @@ impl Constant {
             }
         };
         let at = |c: &Constant, i: usize| c.values[if c.values.len() == 1 { 0 } else { i }];
-        let values: Vec<f64> = (0..n).map(|i| f(at(self, i), at(other, i))).collect();
+        let integer = self.integer && other.integer;
+        let values: Vec<f64> = (0..n)
+            .map(|i| f(at(self, i), at(other, i)))
+            .map(|v| if integer { v.trunc() } else { v })
+            .collect();
         if values.iter().any(|v| !v.is_finite()) {
             return Err("folding gives a non-finite value".into());
         }
-        Ok(Constant { dims, values })
+        Ok(Constant { dims, values, integer })
+    }
+
+    /// `Gather` along axis 0 of a one-dimensional constant (negative indices count from the
+    /// end); a scalar index gives a scalar.
+    pub fn gather(&self, indices: &Constant) -> Result<Constant, String> {
+        if self.dims.len() != 1 {
+            return Err(format!("gathering from a constant of dimensions {:?}", self.dims));
+        }
+        let n = self.values.len() as f64;
+        let values = indices
+            .values
+            .iter()
+            .map(|&i| {
+                let i = if i < 0.0 { i + n } else { i };
+                (i >= 0.0 && i < n)
+                    .then(|| self.values[i as usize])
+                    .ok_or_else(|| format!("index {i} out of {n} elements"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Constant {
+            dims: indices.dims.clone(),
+            values,
+            integer: self.integer,
+        })
+    }
+
+    /// One-dimensional constants joined end to end (`Concat` of shape vectors).
+    pub fn concat(parts: &[Constant]) -> Result<Constant, String> {
+        if let Some(p) = parts.iter().find(|p| p.dims.len() != 1) {
+            return Err(format!("concatenating a constant of dimensions {:?}", p.dims));
+        }
+        let values = parts.iter().flat_map(|p| p.values.iter().copied()).collect();
+        Ok(Constant::vector(values, parts.iter().all(|p| p.integer)))
     }
 
     /// The constant as one value per channel of a layer output of `rank` axes and `width`

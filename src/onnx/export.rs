@@ -1,4 +1,4 @@
-//! Network + weights → an ONNX model (opset 13, weights as initializers, batch dimension
+//! Network + weights → an ONNX model (opset 14, weights as initializers, batch dimension
 //! symbolic). Every op sacp represents has an exact ONNX counterpart.
 
 use super::proto::{
@@ -11,9 +11,9 @@ use petgraph::graph::NodeIndex;
 use prost::Message;
 
 /// The opset the export targets.
-pub const OPSET: i64 = 13;
-/// The ONNX IR version written (IR 7 goes with opset 13).
-const IR_VERSION: i64 = 7;
+pub const OPSET: i64 = 14;
+/// The ONNX IR version written (IR 8 goes with opsets 14 and 15).
+const IR_VERSION: i64 = 8;
 
 fn ints(name: &str, values: &[usize]) -> AttributeProto {
     AttributeProto {
@@ -207,6 +207,34 @@ impl Builder<'_> {
                 ],
             ),
             Op::Softmax => node("Softmax", name, vec![first()], name, vec![int("axis", 1)]),
+            Op::Sigmoid => node("Sigmoid", name, vec![first()], name, vec![]),
+            Op::HardSigmoid { alpha, beta } => node(
+                "HardSigmoid",
+                name,
+                vec![first()],
+                name,
+                vec![float("alpha", *alpha as f32), float("beta", *beta as f32)],
+            ),
+            Op::HardSwish => node("HardSwish", name, vec![first()], name, vec![]),
+            Op::Mul => node("Mul", name, inputs.clone(), name, vec![]),
+            Op::Permute { order } => {
+                let indices = format!("{name}.order");
+                let order: Vec<i64> = order.iter().map(|&i| i as i64).collect();
+                self.initializers.push(int64_tensor(indices.clone(), &order));
+                node("Gather", name, vec![first(), indices], name, vec![int("axis", 1)])
+            }
+            Op::Slice { start, end } => {
+                let bounds = [("starts", *start), ("ends", *end), ("axes", 1)];
+                let args = bounds
+                    .iter()
+                    .map(|(kind, v)| {
+                        let n = format!("{name}.{kind}");
+                        self.initializers.push(int64_tensor(n.clone(), &[*v as i64]));
+                        n
+                    })
+                    .collect::<Vec<_>>();
+                node("Slice", name, [vec![first()], args].concat(), name, vec![])
+            }
             Op::GlobalAvgPool => node("GlobalAveragePool", name, vec![first()], name, vec![]),
             Op::Add if inputs.len() == 2 => node("Add", name, inputs.clone(), name, vec![]),
             Op::Add => node("Sum", name, inputs.clone(), name, vec![]),

@@ -9,7 +9,7 @@
 //! layers' names. Anything else is an error that lists every such node.
 
 use super::constants::{Constant, ExternalData, constant};
-use super::proto::{AttributeProto, ModelProto, NodeProto};
+use super::proto::{AttributeProto, ModelProto, NodeProto, data_type};
 use crate::ir::{IrError, Network, NetworkBuilder, Op};
 use crate::weights::{WeightError, WeightTensor, Weights};
 use prost::Message;
@@ -57,8 +57,18 @@ struct Pending {
 /// A value of the ONNX graph: a layer's output (and its rank) or a constant.
 #[derive(Clone)]
 enum Value {
-    Layer { layer: String, rank: usize },
+    Layer {
+        layer: String,
+        rank: usize,
+    },
     Constant(Constant),
+    /// A layer's `N × C × H × W` output viewed as `N × groups × C/groups × H × W` (and,
+    /// once transposed, `N × C/groups × groups × H × W`): half of a channel shuffle.
+    Shuffle {
+        layer: String,
+        groups: usize,
+        transposed: bool,
+    },
 }
 
 struct Importer {
@@ -76,7 +86,12 @@ struct Importer {
     flat_softmax: Vec<String>,
     /// Files that initializers and constants may point to.
     external: ExternalData,
+    /// The batch size the model's input declares (1 when symbolic): what `Shape` reports.
+    batch: usize,
 }
+
+/// What a 5-D view of a layer output may be used for.
+const SHUFFLE_ONLY: &str = "a 5-D view of a feature map is represented only as a channel shuffle: Reshape to [N, g, C/g, H, W], Transpose [0, 2, 1, 3, 4], Reshape back";
 
 fn ints_attribute(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
     attribute(node, name).map(|a| a.ints.clone())
@@ -143,13 +158,14 @@ impl Importer {
         match self.value(node, slot)? {
             Value::Layer { layer, rank } => Ok((layer, rank)),
             Value::Constant(_) => Err(format!("input {slot} is a constant; a layer output was expected")),
+            Value::Shuffle { .. } => Err(SHUFFLE_ONLY.into()),
         }
     }
 
     fn constant_input(&self, node: &NodeProto, slot: usize) -> Result<Constant, String> {
         match self.value(node, slot)? {
             Value::Constant(c) => Ok(c),
-            Value::Layer { .. } => Err(format!("input {slot} must be a constant (an initializer)")),
+            _ => Err(format!("input {slot} must be a constant (an initializer)")),
         }
     }
 
@@ -330,6 +346,12 @@ impl Importer {
             }
             "Add" | "Sum" => self.add(node, name)?,
             "Concat" if node.input.len() == 1 => self.alias(node, self.value(node, 0)?),
+            "Concat" if (0..node.input.len()).all(|s| matches!(self.value(node, s), Ok(Value::Constant(_)))) => {
+                let parts = (0..node.input.len())
+                    .map(|s| self.constant_input(node, s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.alias(node, Value::Constant(Constant::concat(&parts)?));
+            }
             "Concat" => {
                 let axis = attribute(node, "axis").map_or(1, |a| a.i);
                 let inputs = (0..node.input.len())
@@ -370,24 +392,56 @@ impl Importer {
                     self.push(node, name, Op::Flatten, vec![x], 2);
                 }
             }
-            "Reshape" => match self.value(node, 0)? {
-                Value::Constant(c) => {
-                    let shape = self.constant_input(node, 1)?.values;
-                    self.alias(node, Value::Constant(c.reshape(&shape)?));
-                }
-                Value::Layer { layer, rank } => {
-                    let shape = self.constant_input(node, 1)?.values;
-                    let flattening = shape.len() == 2 && (shape[1] == -1.0 || shape[0] == 0.0 || shape[0] == 1.0 || shape[0] == -1.0);
-                    if !flattening {
-                        return Err(format!("reshape to {shape:?}: only flattening to [N, -1] is represented"));
-                    }
-                    if rank == 2 {
-                        self.alias(node, Value::Layer { layer, rank });
-                    } else {
-                        self.push(node, name, Op::Flatten, vec![layer], 2);
-                    }
-                }
+            "Reshape" => self.reshape(node, name)?,
+            "Transpose" => match self.value(node, 0)? {
+                Value::Shuffle {
+                    layer,
+                    groups,
+                    transposed: false,
+                } if ints_attribute(node, "perm").as_deref() == Some(&[0, 2, 1, 3, 4]) => self.alias(
+                    node,
+                    Value::Shuffle {
+                        layer,
+                        groups,
+                        transposed: true,
+                    },
+                ),
+                _ => return Err(SHUFFLE_ONLY.into()),
             },
+            "Shape" => {
+                let (layer, _) = self.layer_input(node, 0)?;
+                let dims: Vec<f64> = self.dims(&layer)?.into_iter().map(|d| d as f64).collect();
+                let n = dims.len() as i64;
+                let bound = |name: &str, default: i64| {
+                    let v = attribute(node, name).map_or(default, |a| a.i);
+                    (if v < 0 { v + n } else { v }).clamp(0, n) as usize
+                };
+                let (start, end) = (bound("start", 0), bound("end", n));
+                self.alias(node, Value::Constant(Constant::vector(dims[start..end.max(start)].to_vec(), true)));
+            }
+            "Gather" => {
+                let (data, indices) = (self.constant_input(node, 0)?, self.constant_input(node, 1)?);
+                if attribute(node, "axis").is_some_and(|a| a.i != 0) {
+                    return Err("only gathering along axis 0 of a constant is represented".into());
+                }
+                self.alias(node, Value::Constant(data.gather(&indices)?));
+            }
+            "Slice" => self.slice(node, name)?,
+            "Split" => self.split(node, name)?,
+            "Sigmoid" | "HardSwish" => {
+                let (x, rank) = self.layer_input(node, 0)?;
+                let op = if node.op_type == "Sigmoid" { Op::Sigmoid } else { Op::HardSwish };
+                self.push(node, name, op, vec![x], rank);
+            }
+            "HardSigmoid" => {
+                let (x, rank) = self.layer_input(node, 0)?;
+                let float = |name: &str, default: f64| attribute(node, name).map_or(default, |a| a.f as f64);
+                let op = Op::HardSigmoid {
+                    alpha: float("alpha", 0.2),
+                    beta: float("beta", 0.5),
+                };
+                self.push(node, name, op, vec![x], rank);
+            }
             "Gemm" | "MatMul" => {
                 let (x, rank) = self.layer_input(node, 0)?;
                 if rank != 2 {
@@ -429,9 +483,24 @@ impl Importer {
             "Identity" | "Dropout" => self.alias(node, self.value(node, 0)?),
             "Cast" => {
                 let to = attribute(node, "to").map_or(0, |a| a.i as i32);
+                let float = matches!(to, data_type::FLOAT | data_type::DOUBLE);
                 match self.value(node, 0)? {
-                    Value::Constant(c) => self.alias(node, Value::Constant(c)),
-                    layer if to == super::proto::data_type::FLOAT => self.alias(node, layer),
+                    Value::Constant(c) => {
+                        let values = if float {
+                            c.values
+                        } else {
+                            c.values.iter().map(|v| v.trunc()).collect()
+                        };
+                        self.alias(
+                            node,
+                            Value::Constant(Constant {
+                                values,
+                                integer: !float,
+                                ..c
+                            }),
+                        )
+                    }
+                    layer @ Value::Layer { .. } if to == data_type::FLOAT => self.alias(node, layer),
                     _ => {
                         return Err(format!(
                             "a cast of a layer output to element type {to}: only float32 is represented"
@@ -445,17 +514,11 @@ impl Importer {
                 } else if let Some(a) = attribute(node, "value_float") {
                     Constant::scalar(a.f as f64)
                 } else if let Some(a) = attribute(node, "value_int") {
-                    Constant::scalar(a.i as f64)
+                    Constant::vector(vec![a.i as f64], true).squeeze(&[])?
                 } else if let Some(a) = attribute(node, "value_floats") {
-                    Constant {
-                        dims: vec![a.floats.len()],
-                        values: a.floats.iter().map(|&v| v as f64).collect(),
-                    }
+                    Constant::vector(a.floats.iter().map(|&v| v as f64).collect(), false)
                 } else if let Some(a) = attribute(node, "value_ints") {
-                    Constant {
-                        dims: vec![a.ints.len()],
-                        values: a.ints.iter().map(|&v| v as f64).collect(),
-                    }
+                    Constant::vector(a.ints.iter().map(|&v| v as f64).collect(), true)
                 } else {
                     return Err("only tensor, float and int constants are read".into());
                 };
@@ -482,10 +545,158 @@ impl Importer {
                 };
                 self.alias(node, Value::Constant(folded));
             }
-            "Mul" | "Sub" | "Div" => self.arithmetic(node)?,
+            "Mul" | "Sub" | "Div" => self.arithmetic(node, name)?,
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// The dimensions of a layer's output, batch first (`Shape`, `Split`, `Slice` and
+    /// `Reshape` need them): shape inference over the layers imported so far.
+    fn dims(&self, layer: &str) -> Result<Vec<usize>, String> {
+        let mut builder = NetworkBuilder::new();
+        for p in &self.layers {
+            builder
+                .add_named(p.name.clone(), p.op.clone(), &p.inputs)
+                .map_err(|e| e.to_string())?;
+        }
+        builder
+            .add_named("sacp.probe", Op::Output, &[layer.to_string()])
+            .map_err(|e| e.to_string())?;
+        let net = builder.finish().map_err(|e| e.to_string())?;
+        let node = net.nodes().find(|&n| net.node(n).name == layer).expect("just built");
+        Ok(std::iter::once(self.batch).chain(net.shape(node).dims()).collect())
+    }
+
+    /// Reshape: of a constant (folded), a flattening to `[N, -1]`, a no-op, or either half of
+    /// a channel shuffle.
+    fn reshape(&mut self, node: &NodeProto, name: &str) -> Result<(), String> {
+        let shape = self.constant_input(node, 1)?.values;
+        let (layer, rank) = match self.value(node, 0)? {
+            Value::Constant(c) => {
+                self.alias(node, Value::Constant(c.reshape(&shape)?));
+                return Ok(());
+            }
+            Value::Shuffle {
+                layer,
+                groups,
+                transposed: true,
+            } if shape.len() == 4 => {
+                let channels = self.dims(&layer)?[1];
+                let order = Op::channel_shuffle(channels, groups);
+                self.push(node, name, Op::Permute { order }, vec![layer], 4);
+                return Ok(());
+            }
+            Value::Shuffle { .. } => return Err(SHUFFLE_ONLY.into()),
+            Value::Layer { layer, rank } => (layer, rank),
+        };
+        let flattening = shape.len() == 2 && (shape[1] == -1.0 || shape[0] == 0.0 || shape[0] == 1.0 || shape[0] == -1.0);
+        if flattening {
+            if rank == 2 {
+                self.alias(node, Value::Layer { layer, rank });
+            } else {
+                self.push(node, name, Op::Flatten, vec![layer], 2);
+            }
+            return Ok(());
+        }
+        let dims = self.dims(&layer)?;
+        let same = |wanted: &[f64], have: &[usize]| {
+            wanted.len() == have.len()
+                && wanted
+                    .iter()
+                    .zip(have)
+                    .enumerate()
+                    .all(|(i, (&w, &h))| w == h as f64 || (w == 0.0 || w == -1.0) && i == 0)
+        };
+        match (rank, shape.len()) {
+            (_, n) if n == rank && same(&shape, &dims) => self.alias(node, Value::Layer { layer, rank }),
+            (4, 5) if shape[1] > 0.0 && same(&[shape[0], shape[1] * shape[2], shape[3], shape[4]], &dims) => {
+                let groups = shape[1] as usize;
+                self.alias(
+                    node,
+                    Value::Shuffle {
+                        layer,
+                        groups,
+                        transposed: false,
+                    },
+                );
+            }
+            _ => {
+                return Err(format!(
+                    "reshape of a {dims:?} value to {shape:?}: only flattening to [N, -1] and channel shuffles are represented"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A layer for output `k` of a node with several outputs (`Split`).
+    fn push_output(&mut self, node: &NodeProto, k: usize, name: String, op: Op, input: String) {
+        self.layers.push(Pending {
+            name: name.clone(),
+            op,
+            inputs: vec![input],
+        });
+        self.values.insert(node.output[k].clone(), Value::Layer { layer: name, rank: 4 });
+    }
+
+    /// `Slice` of channels (axis 1, step 1), bounds clamped as ONNX clamps them.
+    fn slice(&mut self, node: &NodeProto, name: &str) -> Result<(), String> {
+        let operand = |slot: usize, attr: &str| -> Result<Option<Vec<f64>>, String> {
+            match node.input.get(slot).filter(|n| !n.is_empty()) {
+                Some(_) => Ok(Some(self.constant_input(node, slot)?.values)),
+                None => Ok(ints_attribute(node, attr).map(|v| v.iter().map(|&x| x as f64).collect())),
+            }
+        };
+        let (starts, ends) = (operand(1, "starts")?.unwrap_or_default(), operand(2, "ends")?.unwrap_or_default());
+        let axes = operand(3, "axes")?.unwrap_or_else(|| (0..starts.len()).map(|a| a as f64).collect());
+        let steps = operand(4, "steps")?.unwrap_or_else(|| vec![1.0; starts.len()]);
+        let (layer, rank) = self.layer_input(node, 0)?;
+        let on_channels = |a: f64| a == 1.0 || a == -(rank as f64 - 1.0);
+        if rank != 4 || starts.len() != 1 || ends.len() != 1 || !axes.iter().all(|&a| on_channels(a)) || steps != [1.0] {
+            return Err(format!(
+                "slice over axes {axes:?} with steps {steps:?}: only a contiguous range of channels is represented"
+            ));
+        }
+        let c = self.dims(&layer)?[1] as f64;
+        let clamp = |v: f64| (if v < 0.0 { v + c } else { v }).clamp(0.0, c) as usize;
+        let (start, end) = (clamp(starts[0]), clamp(ends[0]));
+        self.push(node, name, Op::Slice { start, end }, vec![layer], 4);
+        Ok(())
+    }
+
+    /// `Split` along channels into consecutive slices (sizes given, or equal parts).
+    fn split(&mut self, node: &NodeProto, name: &str) -> Result<(), String> {
+        let (layer, rank) = self.layer_input(node, 0)?;
+        let axis = attribute(node, "axis").map_or(0, |a| a.i);
+        if rank != 4 || !(axis == 1 || axis == -3) {
+            return Err(format!(
+                "split along axis {axis} of a rank-{rank} value: only channels are represented"
+            ));
+        }
+        let c = self.dims(&layer)?[1];
+        let parts = node.output.len();
+        let sizes: Vec<usize> = match node.input.get(1).filter(|n| !n.is_empty()) {
+            Some(_) => self.constant_input(node, 1)?.as_dims()?,
+            None => match ints_attribute(node, "split") {
+                Some(v) => v.iter().map(|&x| x.max(0) as usize).collect(),
+                // Equal parts, the last one smaller when C does not divide (opset 18).
+                None => {
+                    let size = c.div_ceil(parts);
+                    (0..parts).map(|k| size.min(c.saturating_sub(k * size))).collect()
+                }
+            },
+        };
+        if sizes.len() != parts || sizes.iter().sum::<usize>() != c || sizes.contains(&0) {
+            return Err(format!("split sizes {sizes:?} do not cut {c} channels into {parts} parts"));
+        }
+        let mut start = 0;
+        for (k, size) in sizes.into_iter().enumerate() {
+            let op = Op::Slice { start, end: start + size };
+            self.push_output(node, k, format!("{name}.{k}"), op, layer.clone());
+            start += size;
+        }
+        Ok(())
     }
 
     /// Add/Sum of layer outputs (a residual sum), or an element-wise operation with a
@@ -496,7 +707,7 @@ impl Importer {
             .iter()
             .filter_map(|v| match v {
                 Value::Layer { layer, rank } => Some((layer.clone(), *rank)),
-                Value::Constant(_) => None,
+                _ => None,
             })
             .collect();
         if layers.len() == operands.len() && layers.len() >= 2 {
@@ -511,14 +722,14 @@ impl Importer {
         if operands.len() != 2 {
             return Err("a sum of more than two values that are not all layer outputs is not represented".into());
         }
-        self.arithmetic(node)
+        self.arithmetic(node, name)
     }
 
     /// A binary element-wise operation (`Add`, `Sub`, `Mul`, `Div`) with a constant
     /// operand: two constants are folded; a layer output and a per-channel constant are
     /// folded into the convolution, linear or BatchNorm layer that produced the output (its
     /// scale or bias), when nothing else reads that output.
-    fn arithmetic(&mut self, node: &NodeProto) -> Result<(), String> {
+    fn arithmetic(&mut self, node: &NodeProto, name: &str) -> Result<(), String> {
         let op = node.op_type.as_str();
         let (a, b) = (self.value(node, 0)?, self.value(node, 1)?);
         let f = |x: f64, y: f64| match op {
@@ -534,11 +745,14 @@ impl Importer {
             }
             (Value::Layer { layer, rank }, Value::Constant(c)) => (layer, rank, c, true, node.input[0].clone()),
             (Value::Constant(c), Value::Layer { layer, rank }) => (layer, rank, c, false, node.input[1].clone()),
-            (Value::Layer { .. }, Value::Layer { .. }) => {
-                return Err(format!(
-                    "{op} of two layer outputs (e.g. a squeeze-and-excitation gate) is not represented"
-                ));
+            (Value::Layer { layer: x, rank }, Value::Layer { layer: y, .. }) if op == "Mul" => {
+                self.push(node, name, Op::Mul, vec![x, y], rank);
+                return Ok(());
             }
+            (Value::Layer { .. }, Value::Layer { .. }) => {
+                return Err(format!("{op} of two layer outputs is not represented (Add and Mul are)"));
+            }
+            _ => return Err(SHUFFLE_ONLY.into()),
         };
         let width = self.width(&layer).ok_or_else(|| {
             format!("a constant is applied to the output of `{layer}`, which is not a convolution, linear or BatchNorm layer")
@@ -647,6 +861,7 @@ fn import(bytes: &[u8], external: ExternalData) -> Result<(Network, Weights), On
         opset,
         flat_softmax: Vec::new(),
         external,
+        batch: 1,
     };
     for t in &graph.initializer {
         let c = constant(t, &mut importer.external).map_err(|m| OnnxError::Graph(format!("initializer `{}`: {m}", t.name)))?;
@@ -666,7 +881,7 @@ fn import(bytes: &[u8], external: ExternalData) -> Result<(Network, Weights), On
         .and_then(|t| t.shape.as_ref())
         .map(|s| s.dim.iter().map(|d| d.dim_value.unwrap_or(-1)).collect())
         .unwrap_or_default();
-    let [_, c, h, w] = dims.as_slice() else {
+    let [n, c, h, w] = dims.as_slice() else {
         return Err(OnnxError::Graph(format!(
             "input `{}` has shape {dims:?}; [N, C, H, W] was expected",
             input.name
@@ -678,6 +893,7 @@ fn import(bytes: &[u8], external: ExternalData) -> Result<(Network, Weights), On
             input.name
         )));
     }
+    importer.batch = usize::try_from(*n).ok().filter(|&n| n > 0).unwrap_or(1);
     let input_op = Op::Input {
         channels: *c as usize,
         height: *h as usize,

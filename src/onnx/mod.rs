@@ -1,4 +1,4 @@
-//! ONNX interchange: sacp networks written as ONNX models (opset 13) that ONNX Runtime,
+//! ONNX interchange: sacp networks written as ONNX models (opset 14) that ONNX Runtime,
 //! TensorRT or OpenVINO load, and ONNX models read into sacp networks at run time.
 
 mod constants;

@@ -98,6 +98,20 @@ fn pruned_network(net: &Network, kept: &[Vec<usize>]) -> Result<Network, IrError
                     }
                 }
                 Op::Linear { out_features, .. } => *out_features = units.len(),
+                Op::Permute { order } => {
+                    // The kept outputs, in order, each reading its input's new index.
+                    let source = &kept[net.inputs(node)[0].index()];
+                    *order = units
+                        .iter()
+                        .map(|&j| source.binary_search(&order[j]).expect("tied units are kept together"))
+                        .collect();
+                }
+                Op::Slice { start, end } => {
+                    let source = &kept[net.inputs(node)[0].index()];
+                    let (s, e) = (*start, *end);
+                    *start = source.iter().filter(|&&u| u < s).count();
+                    *end = *start + source.iter().filter(|&&u| (s..e).contains(&u)).count();
+                }
                 Op::ZeroPad { before, after, .. } => {
                     let end = *before + in_channels;
                     let (b, e) = (*before, end);
@@ -131,7 +145,16 @@ pub fn prune(net: &Network, weights: &Weights, deps: &Dependencies, keep: &[Vec<
             Op::Conv2d { groups, .. } => {
                 if let Some((n, w)) = take("weight") {
                     let w = w.select(0, rows);
-                    put(n, if *groups == 1 { w.select(1, &kept[inputs[0].index()]) } else { w });
+                    // A grouped conv keeps the same input positions in every group: those of
+                    // the first group are the columns. A depthwise conv keeps its one column.
+                    let in_channels = net.input_shapes(node)[0].channels();
+                    if net.node(node).op.is_depthwise(in_channels) {
+                        put(n, w);
+                    } else {
+                        let per_group = in_channels / groups;
+                        let columns: Vec<usize> = kept[inputs[0].index()].iter().copied().filter(|&u| u < per_group).collect();
+                        put(n, w.select(1, &columns));
+                    }
                 }
                 if let Some((n, b)) = take("bias") {
                     put(n, b.select(0, rows));

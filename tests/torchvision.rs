@@ -1,0 +1,187 @@
+//! torchvision's CNN families as PyTorch exports them, with both exporters (the legacy
+//! TorchScript one and the default dynamo one with external data), generated here by
+//! tests/common/export_torchvision.py (random weights, non-trivial BatchNorm statistics):
+//! each imports with the file's parameter count, matches ONNX Runtime on the same file,
+//! re-exports to an equal model, prunes as masking does, and prunes to half its MACs into
+//! an ONNX file that ONNX Runtime runs with sacp's output.
+
+mod common;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use common::{half_macs_l1, masked_weights, max_abs_diff, onnx_runtime, random_input, random_keep, root};
+use prost::Message;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use sacp::deps::Dependencies;
+use sacp::exec::{Executable, to_vec};
+use sacp::ir::Network;
+use sacp::onnx::proto::{ModelProto, data_type};
+use sacp::onnx::{from_file, to_bytes};
+use sacp::weights::Weights;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+/// Input side for every model but VGG (exported at 224).
+const SIZE: usize = 64;
+
+/// Parameters the ONNX file's layers use: the float initializers each node reads (an
+/// initializer the exporter shares between layers, such as one all-zero bias, counts once
+/// per layer, as it is one per layer in the network), BatchNorm running statistics excepted;
+/// counted from the dimensions, so external data need not be read.
+fn file_parameters(path: &Path) -> u64 {
+    let model = ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    let graph = model.graph.unwrap();
+    let sizes: HashMap<&String, u64> = graph
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == data_type::FLOAT && !t.dims.is_empty())
+        .map(|t| (&t.name, t.dims.iter().product::<i64>() as u64))
+        .collect();
+    graph
+        .node
+        .iter()
+        .flat_map(|n| {
+            let statistics = if n.op_type == "BatchNormalization" { 3 } else { usize::MAX };
+            n.input.iter().take(statistics)
+        })
+        .filter_map(|input| sizes.get(input))
+        .sum()
+}
+
+/// The largest absolute difference over the largest absolute reference value (NaN-aware).
+fn relative(ours: &[f32], reference: &[f32]) -> f32 {
+    let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "an all-zero reference proves nothing");
+    max_abs_diff(ours, reference) / scale
+}
+
+fn forward(net: &Network, w: &Weights, x: &Tensor<4>) -> Vec<f32> {
+    to_vec(Executable::new(net, w, &Device::flex()).forward(x.clone()))
+}
+
+/// Everything the module doc promises, for one exported file; returns the report line.
+fn check_file(path: &Path) -> String {
+    let label = path.file_stem().unwrap().to_string_lossy().into_owned();
+    let device = Device::flex();
+    let (net, w) = from_file(path).unwrap_or_else(|e| panic!("{label}: {e}"));
+    w.check(&net, &label).unwrap();
+    let params = net.total_cost().params;
+    assert_eq!(params, file_parameters(path), "{label}: parameters of sacp's network vs the file's");
+
+    let (input, shape) = random_input(&net, 1, 3);
+    let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), &device);
+    let ours = forward(&net, &w, &x);
+    let runtime = relative(&ours, &onnx_runtime(path, &input, shape));
+    assert!(runtime <= 1e-4, "{label}: sacp vs ONNX Runtime on the file, {runtime:.2e}");
+    let dir = tempfile::tempdir().unwrap();
+    let reexport = dir.path().join("reexport.onnx");
+    std::fs::write(&reexport, to_bytes(&net, &w)).unwrap();
+    let roundtrip = relative(&onnx_runtime(&reexport, &input, shape), &ours);
+    assert!(roundtrip <= 1e-4, "{label}: sacp's re-export in ONNX Runtime, {roundtrip:.2e}");
+
+    let deps = Dependencies::analyse(&net);
+    let keep = random_keep(&deps, &mut StdRng::seed_from_u64(1));
+    let (pruned, pw) = sacp::surgery::prune(&net, &w, &deps, &keep).unwrap();
+    let masked = forward(&net, &masked_weights(&net, &deps, &keep, &w), &x);
+    let masking = relative(&forward(&pruned, &pw, &x), &masked);
+    assert!(masking <= 1e-4, "{label}: pruned vs masked, {masking:.2e}");
+
+    let half = half_macs_l1(&net, &w, &device);
+    assert!(
+        (half.macs_reduction - 0.5).abs() <= 0.02,
+        "{label}: {:.1}% of MACs removed",
+        100.0 * half.macs_reduction
+    );
+    let file = dir.path().join("pruned.onnx");
+    std::fs::write(&file, to_bytes(&half.network, &half.weights)).unwrap();
+    let pruned_runtime = onnx_runtime(&file, &input, shape);
+    let half_diff = relative(&pruned_runtime, &forward(&half.network, &half.weights, &x));
+    assert!(half_diff <= 1e-4, "{label}: pruned, ONNX Runtime vs sacp, {half_diff:.2e}");
+    format!(
+        "{label}: {} layers, {params} parameters (= the file's), {} MACs; vs ONNX Runtime {runtime:.1e}, re-export {roundtrip:.1e}, pruned vs masked {masking:.1e}; {:.1}% of MACs removed, pruned ONNX vs sacp {half_diff:.1e}",
+        net.len(),
+        net.total_cost().macs,
+        100.0 * half.macs_reduction
+    )
+}
+
+/// Exports `name` with both exporters and checks both files.
+fn check(name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let made = Command::new("python3")
+        .arg(root().join("tests/common/export_torchvision.py"))
+        .arg(dir.path())
+        .arg(SIZE.to_string())
+        .arg(name)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        made.status.success(),
+        "{name}: export (pip install torch torchvision; .ci/run does): {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for exporter in ["legacy", "dynamo"] {
+        println!("{}", check_file(&dir.path().join(format!("{name}_{exporter}.onnx"))));
+    }
+}
+
+#[test]
+fn resnet18() {
+    check("resnet18");
+}
+
+#[test]
+fn resnet50() {
+    check("resnet50");
+}
+
+#[test]
+fn mobilenet_v2() {
+    check("mobilenet_v2");
+}
+
+#[test]
+fn mobilenet_v3_small() {
+    check("mobilenet_v3_small");
+}
+
+#[test]
+fn efficientnet_b0() {
+    check("efficientnet_b0");
+}
+
+#[test]
+fn densenet121() {
+    check("densenet121");
+}
+
+#[test]
+fn googlenet() {
+    check("googlenet");
+}
+
+#[test]
+fn resnext50_32x4d() {
+    check("resnext50_32x4d");
+}
+
+#[test]
+fn regnet_y_400mf() {
+    check("regnet_y_400mf");
+}
+
+#[test]
+fn shufflenet_v2_x1_0() {
+    check("shufflenet_v2_x1_0");
+}
+
+#[test]
+fn squeezenet1_1() {
+    check("squeezenet1_1");
+}
+
+#[test]
+fn vgg11_bn() {
+    check("vgg11_bn");
+}
