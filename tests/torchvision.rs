@@ -185,3 +185,55 @@ fn squeezenet1_1() {
 fn vgg11_bn() {
     check("vgg11_bn");
 }
+
+fn floats(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// torchvision's resnet18 and mobilenet_v2 state dicts, as `torch.save` writes them and as
+/// safetensors (both with their int64 `num_batches_tracked` buffers), load into the zoo's
+/// specs by name and give PyTorch's output; a state dict for another network is refused with
+/// the missing and the extra tensors named.
+#[test]
+fn torchvision_state_dicts_load_into_the_zoo_specs() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, spec) in [
+        ("resnet18", "resnet18_imagenet.toml"),
+        ("mobilenet_v2", "mobilenetv2_imagenet.toml"),
+    ] {
+        let made = Command::new("python3")
+            .arg(root().join("tests/common/save_state_dict.py"))
+            .arg(dir.path())
+            .arg(name)
+            .arg("224")
+            .output()
+            .expect("python3 runs");
+        assert!(made.status.success(), "{name}: {}", String::from_utf8_lossy(&made.stderr));
+        let net = sacp::spec::load(&root().join("models").join(spec)).unwrap().network;
+        let input = floats(&dir.path().join("input.bin"));
+        let expected = floats(&dir.path().join("output.bin"));
+        let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, 224, 224]), &device);
+        for file in [format!("{name}.pth"), format!("{name}.safetensors")] {
+            let w = sacp::weights::load(&dir.path().join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            w.check(&net, &file).unwrap_or_else(|e| panic!("{e}"));
+            let diff = relative(&forward(&net, &w, &x), &expected);
+            println!("{file} in {spec}: PyTorch's output to a relative {diff:.1e}");
+            assert!(diff <= 1e-4, "{file}: {diff:.2e}");
+        }
+    }
+    let net = sacp::spec::load(&root().join("models/mobilenetv2_imagenet.toml")).unwrap().network;
+    let error = sacp::weights::load(&dir.path().join("resnet18.pth"))
+        .unwrap()
+        .check(&net, "resnet18.pth")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("missing: features.0.0.weight [32, 3, 3, 3]") && error.contains("does not need: bn1.bias"),
+        "{error}"
+    );
+}

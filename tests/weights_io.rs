@@ -50,7 +50,7 @@ fn wrong_shapes_missing_tensors_and_garbage_are_named() {
     let path = dir.path().join("bad.safetensors");
     std::fs::write(&path, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
     let e = weights::load(&path).unwrap_err().to_string();
-    assert!(e.contains("bad.safetensors") && e.contains("not a valid safetensors"), "{e}");
+    assert!(e.contains("bad.safetensors") && e.contains("not a valid weights file"), "{e}");
     let e = weights::load(&dir.path().join("absent.safetensors")).unwrap_err().to_string();
     assert!(e.contains("absent.safetensors"), "{e}");
 }

@@ -54,18 +54,24 @@ pub fn load(path: &Path) -> Result<Weights, WeightError> {
     Ok(load_with_metadata(path)?.0)
 }
 
-/// Loads every tensor of a safetensors file and the string metadata of its header.
+/// Loads every float tensor of a safetensors file or a PyTorch checkpoint (`.pt`/`.pth`,
+/// told apart by their first bytes) and the string metadata of a safetensors header.
 pub fn load_with_metadata(path: &Path) -> Result<(Weights, HashMap<String, String>), WeightError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| WeightError::Io {
         file: file.clone(),
         source,
     })?;
+    if super::pytorch::is_pytorch(&bytes) {
+        return Ok((super::pytorch::load(path)?, HashMap::new()));
+    }
     from_bytes(&bytes, &file)
 }
 
-/// Parses a safetensors file's bytes (`file` names it in errors): every tensor must be F32
-/// and every value finite; the error names the first tensor and index that is not.
+/// Parses a safetensors file's bytes (`file` names it in errors): float tensors (F32, and
+/// F64, F16, BF16 converted to f32) are read, integer and boolean ones (PyTorch's
+/// `num_batches_tracked` buffers) skipped; every value must be finite, and the error names
+/// the first tensor and index that is not.
 pub fn from_bytes(bytes: &[u8], file: &str) -> Result<(Weights, HashMap<String, String>), WeightError> {
     let format = |e: safetensors::SafeTensorError| WeightError::Format {
         file: file.to_string(),
@@ -76,18 +82,18 @@ pub fn from_bytes(bytes: &[u8], file: &str) -> Result<(Weights, HashMap<String, 
     let parsed = safetensors::SafeTensors::deserialize(bytes).map_err(format)?;
     let mut weights = Weights::default();
     for (name, view) in parsed.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(WeightError::Dtype {
-                file: file.to_string(),
-                name,
-                dtype: format!("{:?}", view.dtype()),
-            });
-        }
-        let data = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let dtype = format!("{:?}", view.dtype());
+        let data = match super::pytorch::floats(&dtype, view.data()) {
+            Some(data) => data,
+            None if dtype.starts_with('I') || dtype.starts_with('U') || dtype == "BOOL" => continue,
+            None => {
+                return Err(WeightError::Dtype {
+                    file: file.to_string(),
+                    name,
+                    dtype,
+                });
+            }
+        };
         let tensor = WeightTensor {
             shape: view.shape().to_vec(),
             data,

@@ -1,10 +1,11 @@
 //! Weights: named f32 tensors per layer (`<layer>.weight`, `<layer>.bias`,
 //! `<layer>.running_mean`, `<layer>.running_var`), laid out as PyTorch lays them out,
-//! saved and loaded as safetensors with atomic writes, and initialised at random (seeded
-//! Kaiming) for untrained zoo models.
+//! saved as safetensors with atomic writes, loaded from safetensors or PyTorch checkpoints,
+//! and initialised at random (seeded Kaiming) for untrained zoo models.
 
 mod init;
 mod io;
+mod pytorch;
 
 pub use init::initialise;
 pub use io::{from_bytes, load, load_with_metadata, save, save_with_metadata, write_atomic};
@@ -26,6 +27,22 @@ pub enum WeightError {
         /// The shape the network needs.
         expected: Vec<usize>,
     },
+    /// Tensors the network needs are not in the file: all of them, with the file's tensors
+    /// the network does not need (a prefix or naming mismatch shows at once).
+    #[error(
+        "{file}: {} tensor(s) the network needs are missing: {}{}",
+        missing.len(),
+        list(missing),
+        if extra.is_empty() { String::new() } else { format!("; the file has {} it does not need: {}", extra.len(), list(extra)) }
+    )]
+    Keys {
+        /// The weight file.
+        file: String,
+        /// The missing tensors, each with the shape the network needs.
+        missing: Vec<String>,
+        /// The file's tensors no layer reads.
+        extra: Vec<String>,
+    },
     /// A tensor has another shape than the network needs.
     #[error("{file}: tensor `{name}` has shape {found:?}, the network needs {expected:?}")]
     ShapeMismatch {
@@ -38,8 +55,8 @@ pub enum WeightError {
         /// Shape the network needs.
         expected: Vec<usize>,
     },
-    /// A tensor is stored in another type than f32.
-    #[error("{file}: tensor `{name}` is {dtype}, only F32 tensors are supported")]
+    /// A tensor is stored in a type that is neither float nor integer (e.g. 8-bit floats).
+    #[error("{file}: tensor `{name}` is {dtype}; float tensors (F32, F64, F16, BF16) are read, integer ones skipped")]
     Dtype {
         /// The weight file.
         file: String,
@@ -62,8 +79,8 @@ pub enum WeightError {
         /// The tensor's shape.
         shape: Vec<usize>,
     },
-    /// The file is not valid safetensors.
-    #[error("{file}: not a valid safetensors file: {reason}")]
+    /// The file is not a valid safetensors file or PyTorch checkpoint.
+    #[error("{file}: not a valid weights file: {reason}")]
     Format {
         /// The weight file.
         file: String,
@@ -78,6 +95,15 @@ pub enum WeightError {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+/// Up to 12 names, then how many more.
+fn list(names: &[String]) -> String {
+    let shown = names.iter().take(12).cloned().collect::<Vec<_>>().join(", ");
+    match names.len() {
+        n if n > 12 => format!("{shown} … and {} more", n - 12),
+        _ => shown,
+    }
 }
 
 /// A dense row-major f32 tensor.
@@ -196,26 +222,30 @@ impl Weights {
     /// Checks that every tensor the network needs is present with the right shape.
     /// `file` names the source in errors. Extra tensors are ignored.
     pub fn check(&self, net: &Network, file: &str) -> Result<(), WeightError> {
-        for node in net.nodes() {
-            for (name, expected) in expected_tensors(net, node) {
-                match self.tensors.get(&name) {
-                    None => {
-                        return Err(WeightError::Missing {
-                            file: file.into(),
-                            name,
-                            expected,
-                        });
-                    }
-                    Some(t) if t.shape != expected => {
-                        return Err(WeightError::ShapeMismatch {
-                            file: file.into(),
-                            name,
-                            found: t.shape.clone(),
-                            expected,
-                        });
-                    }
-                    Some(_) => {}
-                }
+        let needed: Vec<(String, Vec<usize>)> = net.nodes().flat_map(|node| expected_tensors(net, node)).collect();
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|(name, _)| !self.tensors.contains_key(name))
+            .map(|(name, shape)| format!("{name} {shape:?}"))
+            .collect();
+        if !missing.is_empty() {
+            let known: std::collections::HashSet<&String> = needed.iter().map(|(n, _)| n).collect();
+            let extra = self.tensors.keys().filter(|k| !known.contains(k)).cloned().collect();
+            return Err(WeightError::Keys {
+                file: file.into(),
+                missing,
+                extra,
+            });
+        }
+        for (name, expected) in needed {
+            let found = &self.tensors[&name].shape;
+            if *found != expected {
+                return Err(WeightError::ShapeMismatch {
+                    file: file.into(),
+                    found: found.clone(),
+                    name,
+                    expected,
+                });
             }
         }
         Ok(())
