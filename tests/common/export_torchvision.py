@@ -15,20 +15,12 @@ import sys
 import warnings
 
 import torch
-import torchvision
+from torchvision_models import make
 
 warnings.filterwarnings("ignore")
 out_dir, size, names = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
 for name in names:
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    model.eval()
+    model = make(name)
     side = 224 if name.startswith("vgg") else size
     x = torch.randn(1, 3, side, side)
     with torch.no_grad():

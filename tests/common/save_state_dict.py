@@ -16,18 +16,10 @@ import sys
 
 import numpy as np
 import torch
-import torchvision
+from torchvision_models import make
 
 out_dir, name, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-torch.manual_seed(0)
-model = getattr(torchvision.models, name)(weights=None)
-for module in model.modules():
-    if isinstance(module, torch.nn.BatchNorm2d):
-        module.running_mean.uniform_(-0.2, 0.2)
-        module.running_var.uniform_(0.5, 1.5)
-        module.weight.data.uniform_(0.5, 1.5)
-        module.bias.data.uniform_(-0.2, 0.2)
-model.eval()
+model = make(name)
 state = model.state_dict()
 torch.save(state, os.path.join(out_dir, f"{name}.pth"))
 
