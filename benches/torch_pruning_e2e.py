@@ -432,9 +432,11 @@ def main():
         x_held, y_held = x[held_idx], y[held_idx]
         base_held = accuracy(base, x_held, y_held)
         grads = None
-        for target in targets:
-            for criterion in criteria:
-                for allocation in allocations:
+        # criterion-major, so that a run cut short by --stop-at has both targets of the
+        # configurations it reached
+        for criterion in criteria:
+            for allocation in allocations:
+                for target in targets:
                     k = (target, criterion, allocation, seed)
                     if k in done:
                         print(f"skip {k}: already in {args.out}", flush=True)
