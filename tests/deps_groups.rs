@@ -93,3 +93,39 @@ fn flatten_to_linear_costs_every_spatial_position() {
     assert_eq!(last.cost_per_channel.params, (128 * 9 + 1) + 2 + 9 * 256);
     assert_eq!(last.cost_per_channel.macs, 128 * 9 * 49 + 9 * 256);
 }
+
+#[test]
+fn grouped_convs_lose_as_many_channels_in_every_group_across_a_shuffle() {
+    let net = sacp::spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/shufflenet_unit.toml"))
+        .unwrap()
+        .network;
+    let deps = Dependencies::analyse(&net);
+    let node = |name: &str| net.nodes().find(|&n| net.node(n).name == name).unwrap();
+    let bottleneck = deps.groups.iter().find(|g| g.name == "gconv1").unwrap();
+    // Tying the same position in every group would chain all 16 bottleneck channels into
+    // one (positions b of gconv1's groups land in one group of gconv2 after the shuffle):
+    // balanced sets of one channel per group of each conv keep 4 prunable channels.
+    assert_eq!(bottleneck.size(), 4);
+    let residual = deps.groups.iter().find(|g| g.name == "stem").unwrap();
+    assert_eq!(residual.size(), 2);
+    // Every class holds as many units in each group of each grouped conv's input and output.
+    let blocks = |layer: &str, width: usize, class: &[sacp::deps::Unit]| {
+        let mut counts = [0usize; 4];
+        for unit in class.iter().filter(|u| u.node == node(layer)) {
+            counts[unit.channel / width] += 1;
+        }
+        counts
+    };
+    for group in [bottleneck, residual] {
+        for class in &group.channels {
+            for (layer, width) in [("stem", 2), ("gconv1", 4), ("bn2", 4), ("gconv2", 2)] {
+                let counts = blocks(layer, width, class);
+                assert!(counts.iter().all(|&n| n == counts[0]), "{}: {layer} blocks {counts:?}", group.name);
+            }
+        }
+    }
+    for class in &bottleneck.channels {
+        assert_eq!(blocks("gconv1", 4, class), [1, 1, 1, 1]);
+        assert_eq!(blocks("bn2", 4, class), [1, 1, 1, 1]);
+    }
+}

@@ -144,10 +144,9 @@ fn squeezenet() {
 
 #[test]
 fn shufflenet() {
-    // Not pruned to 50%: its grouped 1×1 convolutions (4 groups) and shuffles tie the
-    // backbone's channels into one group of 2 channels carrying 47% of the MACs (every group
-    // of a grouped conv keeps the same positions), so uniform L1 pruning lands at 55.5%.
-    check("shufflenet", false);
+    // Grouped 1×1 convolutions (4 groups) joined by channel shuffles: every group keeps as
+    // many channels as the others, not the same positions.
+    check("shufflenet", true);
 }
 
 #[test]

@@ -14,8 +14,12 @@ use sacp::exec::{Executable, NormMode, to_vec};
 use sacp::surgery;
 
 fn check_model(file: &str, input: Option<[usize; 3]>, keep_sets: usize) {
+    check_network(file, &zoo(file, input), keep_sets);
+}
+
+fn check_network(file: &str, net: &sacp::ir::Network, keep_sets: usize) {
+    let net = net.clone();
     let device = Device::flex();
-    let net = zoo(file, input);
     let deps = Dependencies::analyse(&net);
     let (x, shape) = random_input(&net, 2, 11);
     let x: Tensor<4> = Tensor::from_data(TensorData::new(x, shape), &device);
@@ -29,7 +33,10 @@ fn check_model(file: &str, input: Option<[usize; 3]>, keep_sets: usize) {
     let full = to_vec(original.forward(x.clone()));
     let mut rng = StdRng::seed_from_u64(3);
     for round in 0..keep_sets {
-        let keep = random_keep(&deps, &mut rng);
+        // A keep-set that removes something (small networks draw "keep all" now and then).
+        let keep = std::iter::repeat_with(|| random_keep(&deps, &mut rng))
+            .find(|keep| *keep != surgery::keep_all(&deps))
+            .unwrap();
         let (pruned_net, pruned_weights) = surgery::prune(&net, &weights, &deps, &keep).unwrap();
         pruned_weights.check(&pruned_net, "pruned").unwrap();
         assert_eq!(
@@ -82,6 +89,14 @@ fn resnet_imagenet_with_projection_shortcuts() {
 #[test]
 fn mobilenet_v2_with_depthwise_convs() {
     check_model("mobilenetv2_imagenet.toml", Some([3, 64, 64]), 3);
+}
+
+#[test]
+fn shufflenet_unit_with_grouped_convs_and_a_shuffle() {
+    // Every group of a grouped conv keeps as many channels as the others, at different
+    // positions: each output row reads its own group's kept inputs.
+    let net = sacp::spec::load(&root().join("tests/common/shufflenet_unit.toml")).unwrap().network;
+    check_network("shufflenet_unit.toml", &net, 8);
 }
 
 #[test]

@@ -106,14 +106,14 @@ fn check_file(path: &Path) -> String {
     )
 }
 
-/// Exports `name` with both exporters and checks both files.
-fn check(name: &str) {
-    let dir = tempfile::tempdir().unwrap();
+/// Exports torchvision's `name` with `classes` outputs, with both exporters, into `dir`.
+fn export(dir: &Path, name: &str, classes: usize) {
     let made = Command::new("python3")
         .arg(root().join("tests/common/export_torchvision.py"))
-        .arg(dir.path())
+        .arg(dir)
         .arg(SIZE.to_string())
         .arg(name)
+        .arg(classes.to_string())
         .output()
         .expect("python3 runs");
     assert!(
@@ -121,14 +121,121 @@ fn check(name: &str) {
         "{name}: export (pip install torch torchvision; .ci/run does): {}",
         String::from_utf8_lossy(&made.stderr)
     );
+}
+
+/// Exports `name` with both exporters and checks both files.
+fn check(name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    export(dir.path(), name, 1000);
     for exporter in ["legacy", "dynamo"] {
         println!("{}", check_file(&dir.path().join(format!("{name}_{exporter}.onnx"))));
     }
 }
 
+/// Runs the `sacp` binary; fails the test with its stderr unless it succeeds; returns stdout.
+fn sacp(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sacp")).args(args).output().unwrap();
+    assert!(out.status.success(), "sacp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn resnet18() {
     check("resnet18");
+}
+
+/// The round trip of a user's network through the command line: torchvision's resnet18
+/// with 10 classes, legacy export (input `input.1`), as an ONNX spec is pruned by `sacp
+/// prune`, and the `pruned.toml` it writes works in every command; its ONNX export keeps
+/// the file's input and output names and runs in ONNX Runtime.
+#[test]
+fn an_imported_network_goes_through_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    export(dir.path(), "resnet18", 10);
+    let file = dir.path().join("resnet18_legacy.onnx");
+    let spec = dir.path().join("resnet18.toml");
+    std::fs::write(&spec, format!("arch = \"onnx\"\nonnx = \"{}\"\n", file.display())).unwrap();
+    let data = "synthetic:64";
+    let out = dir.path().join("pruned");
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let path = |p: &Path| p.as_os_str().to_owned();
+    let run = |args: &[std::ffi::OsString]| sacp(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    run(&[os("inspect"), path(&spec)]);
+    run(&[
+        os("prune"),
+        path(&spec),
+        os("--importance"),
+        os("l1"),
+        os("--macs-reduction"),
+        os("0.5"),
+        os("--recalibrate"),
+        os("2"),
+        os("--data"),
+        os(data),
+        os("--heldout"),
+        os("16"),
+        os("--out"),
+        path(&out),
+    ]);
+    let pruned_spec = out.join("pruned.toml");
+    let (original, _) = from_file(&file).unwrap();
+    let pruned = sacp::spec::load(&pruned_spec).unwrap();
+    let macs = pruned.network.total_cost().macs as f64 / original.total_cost().macs as f64;
+    assert!((macs - 0.5).abs() <= 0.02, "pruned.toml keeps {:.1}% of the MACs", 100.0 * macs);
+
+    let inspected = run(&[os("inspect"), path(&pruned_spec)]);
+    assert!(inspected.contains("all shapes match"), "{inspected}");
+    let eval: serde_json::Value =
+        serde_json::from_str(&run(&[os("eval"), path(&pruned_spec), os("--data"), os(data), os("--json")])).unwrap();
+    assert!(eval["top1"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)), "{eval}");
+    run(&[
+        os("train"),
+        path(&pruned_spec),
+        os("--data"),
+        os(data),
+        os("--epochs"),
+        os("1"),
+        os("--max-steps"),
+        os("2"),
+        os("--batch-size"),
+        os("8"),
+        os("--heldout"),
+        os("16"),
+        os("--out"),
+        path(&dir.path().join("trained")),
+    ]);
+    run(&[
+        os("prune"),
+        path(&pruned_spec),
+        os("--importance"),
+        os("l1"),
+        os("--macs-reduction"),
+        os("0.3"),
+        os("--out"),
+        path(&dir.path().join("again")),
+    ]);
+    run(&[os("bench"), path(&pruned_spec), os("--iters"), os("1"), os("--batch"), os("1")]);
+    run(&[
+        os("init"),
+        path(&pruned_spec),
+        os("--out"),
+        path(&dir.path().join("init.safetensors")),
+    ]);
+    let exported = dir.path().join("pruned.onnx");
+    run(&[os("export"), path(&pruned_spec), os("--out"), path(&exported)]);
+
+    // The exported file: the user's names, and ONNX Runtime computes what sacp does.
+    let names = |p: &Path| {
+        let graph = ModelProto::decode(std::fs::read(p).unwrap().as_slice()).unwrap().graph.unwrap();
+        (graph.input[0].name.clone(), graph.output[0].name.clone())
+    };
+    assert_eq!(names(&exported), names(&file));
+    assert_eq!(names(&exported).0, "input.1");
+    let weights = pruned.weights.as_ref().map(|w| sacp::weights::load(w).unwrap()).unwrap();
+    let (input, shape) = random_input(&pruned.network, 1, 3);
+    let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), &Device::flex());
+    let diff = relative(&onnx_runtime(&exported, &input, shape), &forward(&pruned.network, &weights, &x));
+    assert!(diff <= 1e-4, "exported pruned.toml: ONNX Runtime vs sacp, {diff:.2e}");
 }
 
 #[test]

@@ -7,12 +7,14 @@
 //! unit-by-unit (as does `mul`); `concat` ties each input to its offset range, `slice` its
 //! output to a range of its input; the zero-pad shortcut ties its input to the middle of its
 //! output; a permutation (a channel shuffle) ties each output to the input it moves; a
-//! grouped convolution ties the same position in every group, for its inputs and outputs
-//! (every group keeps the same width). Dense convs and linear layers start new units; LRN and
+//! grouped convolution makes every group of its inputs, and of its outputs, lose as many
+//! channels as the others (`balance`: classes merged into balanced sets). Dense convs and linear layers start new units; LRN and
 //! softmax pin the channels they mix.
 //! An equivalence class is one prunable channel; classes that touch the same set of
 //! layers form a [`ChannelGroup`]. Removing one class removes, at every member layer,
 //! exactly the units of that class, which is why any keep-set is a valid network.
+
+mod balance;
 
 use crate::ir::{Cost, Network, Op, Shape, node_cost};
 use petgraph::graph::NodeIndex;
@@ -109,29 +111,9 @@ impl Dependencies {
             };
             match &net.node(node).op {
                 Op::Input { .. } => (0..count).for_each(|c| pins[id(Unit { node, channel: c })] = Some(Pin::NetworkInput)),
-                Op::Conv2d { groups, .. } => {
-                    let in_channels = units(net, inputs[0]);
-                    if net.node(node).op.is_depthwise(in_channels) {
+                Op::Conv2d { .. } => {
+                    if net.node(node).op.is_depthwise(units(net, inputs[0])) {
                         tie(inputs[0], 0, count);
-                    } else if *groups > 1 {
-                        // Every group keeps the same positions: position b of each group's
-                        // inputs (and outputs) is one channel.
-                        let mut same_position = |layer: NodeIndex, width: usize| {
-                            let per_group = width / groups;
-                            for a in 1..*groups {
-                                for b in 0..per_group {
-                                    uf.union(
-                                        id(Unit { node: layer, channel: b }),
-                                        id(Unit {
-                                            node: layer,
-                                            channel: a * per_group + b,
-                                        }),
-                                    );
-                                }
-                            }
-                        };
-                        same_position(inputs[0], in_channels);
-                        same_position(node, count);
                     }
                 }
                 Op::Permute { order } => {
@@ -189,33 +171,40 @@ impl Dependencies {
         }
 
         // Classes: root -> member units (in topological order of layers, then channel).
-        let mut classes: BTreeMap<usize, Vec<Unit>> = BTreeMap::new();
-        let mut class_pin: BTreeMap<usize, Option<Pin>> = BTreeMap::new();
+        let mut by_root: BTreeMap<usize, (Vec<Unit>, Option<Pin>)> = BTreeMap::new();
         for node in net.nodes() {
             for channel in 0..units(net, node) {
                 let unit = Unit { node, channel };
-                let root = uf.find(id(unit));
-                classes.entry(root).or_default().push(unit);
-                let pin = class_pin.entry(root).or_default();
-                if pin.is_none() {
-                    *pin = pins[id(unit)];
-                }
+                let (members, pin) = by_root.entry(uf.find(id(unit))).or_default();
+                members.push(unit);
+                *pin = pin.or(pins[id(unit)]);
             }
         }
+        let natural: Vec<(Vec<Unit>, Option<Pin>)> = by_root.into_values().collect();
+        let units_of: Vec<Vec<Unit>> = natural.iter().map(|(members, _)| members.clone()).collect();
+        // Grouped convolutions: classes merged until every group loses as many as the others.
+        let classes: Vec<(Vec<Unit>, Option<Pin>)> = balance::balance(&units_of, &balance::partitions(net))
+            .into_iter()
+            .map(|set| {
+                let mut members: Vec<Unit> = set.iter().flat_map(|&c| natural[c].0.iter().copied()).collect();
+                members.sort_unstable();
+                (members, set.iter().find_map(|&c| natural[c].1))
+            })
+            .collect();
         // Groups: classes touching the same layers.
         let mut by_nodes: BTreeMap<Vec<NodeIndex>, Vec<usize>> = BTreeMap::new();
-        for (&root, members) in &classes {
+        for (index, (members, _)) in classes.iter().enumerate() {
             let mut nodes: Vec<NodeIndex> = members.iter().map(|u| u.node).collect();
             nodes.dedup();
-            by_nodes.entry(nodes).or_default().push(root);
+            by_nodes.entry(nodes).or_default().push(index);
         }
         let mut groups: Vec<ChannelGroup> = by_nodes
             .into_iter()
-            .map(|(nodes, roots)| {
+            .map(|(nodes, indices)| {
                 let first = nodes[0];
-                let mut channels: Vec<Vec<Unit>> = roots.iter().map(|r| classes[r].clone()).collect();
+                let mut channels: Vec<Vec<Unit>> = indices.iter().map(|&i| classes[i].0.clone()).collect();
                 channels.sort_by_key(|members| members.iter().find(|u| u.node == first).map(|u| u.channel));
-                let pinned = roots.iter().find_map(|r| class_pin[r]);
+                let pinned = indices.iter().find_map(|&i| classes[i].1);
                 let producer = nodes.iter().find(|&&n| match net.node(n).op {
                     Op::Conv2d { .. } => !net.node(n).op.is_depthwise(units(net, net.inputs(n)[0])),
                     Op::Linear { .. } | Op::Input { .. } => true,

@@ -126,6 +126,28 @@ fn pruned_network(net: &Network, kept: &[Vec<usize>]) -> Result<Network, IrError
     net.with_ops(ops)
 }
 
+/// A conv weight `[out, in / groups, kh, kw]` cut to the kept output `rows`, each row
+/// keeping the kept input `columns` of its own group (positions within the group).
+fn grouped_weight(w: &WeightTensor, groups: usize, rows: &[usize], columns: &[usize], in_channels: usize) -> WeightTensor {
+    let (out_per_group, in_per_group) = (w.shape[0] / groups, in_channels / groups);
+    let mut shape = w.shape.clone();
+    shape[0] = 0;
+    let mut cut = WeightTensor { shape, data: Vec::new() };
+    for group in 0..groups {
+        let group_rows: Vec<usize> = rows.iter().copied().filter(|r| r / out_per_group == group).collect();
+        let group_columns: Vec<usize> = columns
+            .iter()
+            .filter(|c| *c / in_per_group == group)
+            .map(|c| c % in_per_group)
+            .collect();
+        let part = w.select(0, &group_rows).select(1, &group_columns);
+        cut.shape[1] = part.shape[1];
+        cut.shape[0] += part.shape[0];
+        cut.data.extend(part.data);
+    }
+    cut
+}
+
 /// Prunes a network and its weights. `keep[g]` lists the channels group `g` keeps (sorted).
 /// The result is physically smaller: every tensor loses the removed rows and columns.
 pub fn prune(net: &Network, weights: &Weights, deps: &Dependencies, keep: &[Vec<usize>]) -> Result<(Network, Weights), SurgeryError> {
@@ -144,16 +166,13 @@ pub fn prune(net: &Network, weights: &Weights, deps: &Dependencies, keep: &[Vec<
         match &net.node(node).op {
             Op::Conv2d { groups, .. } => {
                 if let Some((n, w)) = take("weight") {
-                    let w = w.select(0, rows);
-                    // A grouped conv keeps the same input positions in every group: those of
-                    // the first group are the columns. A depthwise conv keeps its one column.
+                    // A depthwise conv keeps its one column. A grouped conv's kept rows of
+                    // group j read group j's kept input positions (as many in every group).
                     let in_channels = net.input_shapes(node)[0].channels();
                     if net.node(node).op.is_depthwise(in_channels) {
-                        put(n, w);
+                        put(n, w.select(0, rows));
                     } else {
-                        let per_group = in_channels / groups;
-                        let columns: Vec<usize> = kept[inputs[0].index()].iter().copied().filter(|&u| u < per_group).collect();
-                        put(n, w.select(1, &columns));
+                        put(n, grouped_weight(w, *groups, rows, &kept[inputs[0].index()], in_channels));
                     }
                 }
                 if let Some((n, b)) = take("bias") {

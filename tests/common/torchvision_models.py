@@ -5,11 +5,11 @@ import torch
 import torchvision
 
 
-def make(name):
-    """torchvision model `name`: seeded random weights; every BatchNorm's running mean in
+def make(name, classes=1000):
+    """torchvision model `name` with `classes` outputs: seeded random weights; every BatchNorm's running mean in
     [-0.2, 0.2], variance and scale in [0.5, 1.5], shift in [-0.2, 0.2]; eval mode."""
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None)
+    model = getattr(torchvision.models, name)(weights=None, num_classes=classes)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.2, 0.2)
