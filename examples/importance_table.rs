@@ -80,13 +80,8 @@ fn main() -> anyhow::Result<()> {
         ..GcnRlConfig::default()
     };
     let bench = Workbench::new(&net, &base, &deps, &set, 5000, 64, 0, &device);
-    let reward = bench.keep_evaluator(&reward_images, rl.recalibration_batches);
-    let accuracy = |keep: &[Vec<usize>]| {
-        reward
-            .accuracy(keep)
-            .map(sacp::pipeline::reward_accuracy)
-            .map_err(|e| e.to_string())
-    };
+    let reward = bench.keep_evaluator(&reward_images, rl.recalibration_batches)?;
+    let accuracy = |keep: &[Vec<usize>]| Ok(sacp::pipeline::reward_accuracy(reward.accuracy(keep)));
     let base_acc = train::evaluate(&Executable::new(&net, &base, &device), &heldout, &batcher, 500, 10, &device)?.top1;
     println!(
         "base held-out accuracy {:.2}%; {allocation:?} allocation; fine-tune: {steps} steps of 64 images (SGD, cosine from 0.01)\n",
@@ -121,7 +116,7 @@ fn main() -> anyhow::Result<()> {
             let pruned = one_shot(&request)?;
             let scoring = started.elapsed().as_secs_f64();
             let exec = Executable::new(&pruned.network, &pruned.weights, &device);
-            train::recalibrate(&exec, &train_split, &batcher, 50, 64, 0, &device)?;
+            train::recalibrate(&exec, &train::recalibration_batches(&train_split, &batcher, 50, 64, 0, &device)?);
             let recalibrated = train::evaluate(&exec, &heldout, &batcher, 500, 10, &device)?.top1;
             let tune = TrainConfig {
                 epochs: 1,

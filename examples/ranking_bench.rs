@@ -170,7 +170,7 @@ fn evaluated(t: &Trained, set: &data::DataSet, candidates: &[Candidate], file: &
     let heldout = bench.heldout_batches(HELDOUT_BATCHES);
     let scores = channels::l1_scores(&t.net, &t.weights, &t.deps);
     let evaluator = CandidateEvaluator {
-        keep: bench.keep_evaluator(&heldout, RECALIBRATION_BATCHES),
+        keep: bench.keep_evaluator(&heldout, RECALIBRATION_BATCHES)?,
         scores: &scores,
     };
     let started = Instant::now();
@@ -178,7 +178,7 @@ fn evaluated(t: &Trained, set: &data::DataSet, candidates: &[Candidate], file: &
     let results: Vec<Evaluated> = candidates
         .par_iter()
         .map(|c| {
-            let accuracy = match evaluator.accuracy(&c.widths).expect("the data set reads") {
+            let accuracy = match evaluator.accuracy(&c.widths) {
                 sacp::search::Score::Accuracy(a) => a,
                 sacp::search::Score::Failed(_) => 0.0,
             };

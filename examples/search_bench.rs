@@ -47,7 +47,7 @@ fn evaluate_all(b: &Bench, scores: &channels::Scores, threads: usize, budget: us
     heldout.indices.truncate(b.heldout_batches * 64);
     let bench = Workbench::new(b.net, b.weights, &deps, b.data, b.heldout, 64, 0, &device);
     let evaluator = CandidateEvaluator {
-        keep: bench.keep_evaluator(&heldout, 10),
+        keep: bench.keep_evaluator(&heldout, 10).expect("the data set reads"),
         scores,
     };
     let settings = SearchSection {
@@ -69,7 +69,7 @@ fn evaluate_all(b: &Bench, scores: &channels::Scores, threads: usize, budget: us
         },
         &settings,
         &mut |_, _| unreachable!("an unranked search ranks nothing"),
-        &|c: &Candidate| evaluator.accuracy(&c.widths).map_err(|e| e.to_string()),
+        &|c: &Candidate| Ok(evaluator.accuracy(&c.widths)),
         log,
         Vec::new(),
         &|_, _| {},

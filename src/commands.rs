@@ -266,7 +266,10 @@ pub fn eval(
     let batcher = data.batcher();
     if recalibrate > 0 {
         let (train_split, _) = data.split(0, 0);
-        train::recalibrate(&exec, &train_split, &batcher, recalibrate, 64, 0, &device)?;
+        train::recalibrate(
+            &exec,
+            &train::recalibration_batches(&train_split, &batcher, recalibrate, 64, 0, &device)?,
+        );
     }
     let result = train::evaluate(&exec, &data.test_split(), &batcher, batch_size, data.num_classes, &device)?;
     if json {
@@ -425,7 +428,10 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         base_accuracy = Some(b.accuracy(net, &w, &b.heldout)?);
         if args.recalibrate > 0 {
             let exec = Executable::new(&pruned.network, &pruned.weights, &device);
-            train::recalibrate(&exec, &b.train, &b.batcher, args.recalibrate, PRUNE_BATCH, args.seed, &device)?;
+            train::recalibrate(
+                &exec,
+                &train::recalibration_batches(&b.train, &b.batcher, args.recalibrate, PRUNE_BATCH, args.seed, &device)?,
+            );
             pruned.weights = exec.weights();
         }
         heldout_accuracy = Some(b.accuracy(&pruned.network, &pruned.weights, &b.heldout)?);

@@ -72,7 +72,10 @@ fn one_epoch_reaches_85_percent_and_recalibration_rescues_a_pruned_copy() {
     let pruned = Executable::new(&small, &small_weights, &device);
     let (train_split, heldout) = set.split(config.heldout, config.seed);
     let before = train::evaluate(&pruned, &heldout, &batcher, 500, 10, &device).unwrap().top1;
-    train::recalibrate(&pruned, &train_split, &batcher, 50, 64, 0, &device).unwrap();
+    train::recalibrate(
+        &pruned,
+        &train::recalibration_batches(&train_split, &batcher, 50, 64, 0, &device).unwrap(),
+    );
     let after = train::evaluate(&pruned, &heldout, &batcher, 500, 10, &device).unwrap().top1;
     eprintln!(
         "pruned to {:.1}% of the MACs: held-out {before:.4} before recalibration, {after:.4} after",
@@ -99,7 +102,10 @@ fn one_epoch_reaches_85_percent_and_recalibration_rescues_a_pruned_copy() {
         };
         let pruned = one_shot(&request).unwrap();
         let exec = Executable::new(&pruned.network, &pruned.weights, &device);
-        train::recalibrate(&exec, &train_split, &batcher, 50, 64, 0, &device).unwrap();
+        train::recalibrate(
+            &exec,
+            &train::recalibration_batches(&train_split, &batcher, 50, 64, 0, &device).unwrap(),
+        );
         train::evaluate(&exec, &heldout, &batcher, 500, 10, &device).unwrap().top1
     };
     let (gcn, random) = (heldout_after(Method::Gcn), heldout_after(Method::Random));

@@ -96,8 +96,8 @@ fn agents_learn_meet_the_target_and_repeat_for_a_seed() {
     let f = fixture();
     let deps = Dependencies::analyse(&f.net);
     let bench = workbench(&f, &deps, &device);
-    let eval = bench.keep_evaluator(&f.heldout, 3);
-    let accuracy = |keep: &[Vec<usize>]| eval.accuracy(keep).map(sacp::pipeline::reward_accuracy).map_err(|e| e.to_string());
+    let eval = bench.keep_evaluator(&f.heldout, 3).unwrap();
+    let accuracy = |keep: &[Vec<usize>]| Ok(sacp::pipeline::reward_accuracy(eval.accuracy(keep)));
     let config = GcnRlConfig {
         episodes: 32,
         actions: 8,

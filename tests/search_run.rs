@@ -368,7 +368,7 @@ fn a_candidate_with_non_finite_outputs_is_logged_as_failed_and_never_wins() {
     let mut heldout = bench.heldout.clone();
     heldout.indices.truncate(128);
     let evaluator = sacp::pipeline::CandidateEvaluator {
-        keep: bench.keep_evaluator(&heldout, 2),
+        keep: bench.keep_evaluator(&heldout, 2).unwrap(),
         scores: &scores,
     };
     let others: Vec<usize> = deps
@@ -406,7 +406,7 @@ fn a_candidate_with_non_finite_outputs_is_logged_as_failed_and_never_wins() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("candidates.jsonl");
     let (log, logged) = Log::open(&path, &Header::new("poisoned".into(), vec![]), false).unwrap();
-    let evaluate = |c: &Candidate| evaluator.accuracy(&c.widths).map_err(|e| e.to_string());
+    let evaluate = |c: &Candidate| Ok(evaluator.accuracy(&c.widths));
     let space = Space {
         layout: &layout,
         target,
@@ -496,12 +496,12 @@ fn the_predictor_trained_on_a_logged_search_ranks_the_rest_better_than_the_l1_pr
     let heldout = bench.heldout_batches(8);
     let l1 = l1_scores(&net, &base, &deps);
     let evaluator = CandidateEvaluator {
-        keep: bench.keep_evaluator(&heldout, 6),
+        keep: bench.keep_evaluator(&heldout, 6).unwrap(),
         scores: &l1,
     };
     let accuracy: Vec<f64> = candidates
         .iter()
-        .map(|c| match evaluator.accuracy(&c.widths).unwrap() {
+        .map(|c| match evaluator.accuracy(&c.widths) {
             search::Score::Accuracy(a) => a,
             search::Score::Failed(why) => panic!("{why}"),
         })

@@ -1,7 +1,7 @@
 //! Scoring a pruned network for real: cut the network to a keep-set (or to a candidate's
 //! widths, keeping each group's most important channels), re-estimate BatchNorm
 //! statistics, measure held-out accuracy. Deterministic: the recalibration batches and the
-//! held-out images are fixed.
+//! held-out images are fixed, decoded and uploaded once per evaluator.
 
 use super::workbench::Workbench;
 use crate::channels::{Scores, keep_widths};
@@ -10,55 +10,70 @@ use crate::exec::Executable;
 use crate::ir::Network;
 use crate::search::Score;
 use crate::surgery;
-use crate::train;
+use crate::train::{self, ResidentSplit};
 use crate::weights::Weights;
+use burn::tensor::Tensor;
 
 /// How a keep-set is scored on a workbench: cut, `recalibration_batches` of BatchNorm
-/// recalibration on the training split, accuracy on `heldout`. Shared by the worker threads.
+/// recalibration on the training split, accuracy on the held-out images. Both sets of
+/// images are decoded and uploaded once, when the evaluator is made, and every keep-set
+/// reuses them. Shared by the worker threads.
 pub struct KeepEvaluator<'a> {
     /// The network, weights, data and device.
     pub bench: &'a Workbench<'a>,
-    /// The held-out images a keep-set is scored on.
-    pub heldout: &'a Split,
-    /// Recalibration batches.
-    pub recalibration_batches: usize,
+    recalibration: Vec<Tensor<4>>,
+    heldout: ResidentSplit,
 }
 
-impl KeepEvaluator<'_> {
+impl<'a> KeepEvaluator<'a> {
+    /// Uploads the recalibration batches (seeded, from the training split) and `heldout`.
+    pub fn new(bench: &'a Workbench<'a>, heldout: &Split, recalibration_batches: usize) -> Result<Self, DataError> {
+        Ok(KeepEvaluator {
+            bench,
+            recalibration: train::recalibration_batches(
+                &bench.train,
+                &bench.batcher,
+                recalibration_batches,
+                bench.batch_size,
+                bench.seed,
+                bench.device,
+            )?,
+            heldout: ResidentSplit::upload(heldout, &bench.batcher, bench.batch_size, bench.device)?,
+        })
+    }
+
     /// The network cut to `keep` (kept channels per group), with recalibrated BatchNorm
-    /// statistics.
-    pub fn pruned(&self, keep: &[Vec<usize>]) -> Result<(Network, Weights), DataError> {
+    /// statistics, on the device.
+    fn recalibrated(&self, keep: &[Vec<usize>]) -> (Network, Executable) {
         let b = self.bench;
         let (net, weights) = surgery::prune(b.net, b.weights, b.deps, keep).expect("keep-sets built by sacp are valid");
         let exec = Executable::new(&net, &weights, b.device);
-        train::recalibrate(
-            &exec,
-            &b.train,
-            &b.batcher,
-            self.recalibration_batches,
-            b.batch_size,
-            b.seed,
-            b.device,
-        )?;
-        Ok((net, exec.weights()))
+        train::recalibrate(&exec, &self.recalibration);
+        (net, exec)
     }
 
-    /// Held-out top-1 accuracy of the network cut to `keep`; [`Score::Failed`] when any
-    /// held-out image gives non-finite logits (the network is numerically broken, whatever
-    /// its accuracy), so such a keep-set is never mistaken for a good one.
-    pub fn accuracy(&self, keep: &[Vec<usize>]) -> Result<Score, DataError> {
-        let (net, weights) = self.pruned(keep)?;
-        let b = self.bench;
-        let exec = Executable::new(&net, &weights, b.device);
-        let result = train::evaluate(&exec, self.heldout, &b.batcher, b.batch_size, b.data.num_classes, b.device)?;
-        Ok(if result.non_finite > 0 {
+    /// The network cut to `keep`, with recalibrated BatchNorm statistics.
+    pub fn pruned(&self, keep: &[Vec<usize>]) -> (Network, Weights) {
+        let (net, exec) = self.recalibrated(keep);
+        (net, exec.weights())
+    }
+
+    /// Held-out top-1 accuracy of the network cut to `keep`, scored where it was
+    /// recalibrated (BatchNorm folded into the convolutions, counts kept on the device);
+    /// [`Score::Failed`] when any held-out image gives non-finite logits (the network is
+    /// numerically broken, whatever its accuracy), so such a keep-set is never mistaken
+    /// for a good one.
+    pub fn accuracy(&self, keep: &[Vec<usize>]) -> Score {
+        let (_, exec) = self.recalibrated(keep);
+        let result = train::top1_on_device(&exec.folded(), &self.heldout);
+        if result.non_finite > 0 {
             Score::Failed(format!(
                 "{} of {} held-out images gave non-finite logits (NaN or infinity)",
                 result.non_finite, result.images
             ))
         } else {
-            Score::Accuracy(result.top1)
-        })
+            Score::Accuracy(result.correct as f64 / result.images.max(1) as f64)
+        }
     }
 }
 
@@ -73,12 +88,12 @@ pub struct CandidateEvaluator<'a> {
 
 impl CandidateEvaluator<'_> {
     /// The pruned network and weights for `widths`, with recalibrated BatchNorm statistics.
-    pub fn pruned(&self, widths: &[usize]) -> Result<(Network, Weights), DataError> {
+    pub fn pruned(&self, widths: &[usize]) -> (Network, Weights) {
         self.keep.pruned(&keep_widths(self.keep.bench.deps, self.scores, widths))
     }
 
     /// Held-out top-1 accuracy of the candidate with these widths (see [`KeepEvaluator::accuracy`]).
-    pub fn accuracy(&self, widths: &[usize]) -> Result<Score, DataError> {
+    pub fn accuracy(&self, widths: &[usize]) -> Score {
         self.keep.accuracy(&keep_widths(self.keep.bench.deps, self.scores, widths))
     }
 }

@@ -16,11 +16,14 @@ use crate::weights::Weights;
 /// The winner's network and its fine-tuned (or, with 0 epochs, recalibrated) weights.
 pub fn finetune_winner(run: &Run, bench: &Workbench, scored: &Scored, winner: &Record) -> Result<(Network, Weights), PipelineError> {
     let space = run.space();
+    // Only the recalibration batches are needed: no held-out images are uploaded.
+    let mut no_images = bench.heldout.clone();
+    no_images.indices.clear();
     let evaluator = CandidateEvaluator {
-        keep: bench.keep_evaluator(&bench.heldout, space.evaluate.recalibration_batches),
+        keep: bench.keep_evaluator(&no_images, space.evaluate.recalibration_batches)?,
         scores: &scored.scores,
     };
-    let (pruned, recalibrated) = evaluator.pruned(&winner.widths)?;
+    let (pruned, recalibrated) = evaluator.pruned(&winner.widths);
     let f = &space.finetune;
     if f.epochs == 0 {
         return Ok((pruned, recalibrated));

@@ -26,7 +26,7 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
     let space = &c.space;
     let heldout = bench.heldout_batches(space.evaluate.heldout_batches);
     let evaluator = CandidateEvaluator {
-        keep: bench.keep_evaluator(&heldout, space.evaluate.recalibration_batches),
+        keep: bench.keep_evaluator(&heldout, space.evaluate.recalibration_batches)?,
         scores: &scored.scores,
     };
     let layout = Layout::new(&c.network, &c.deps, c.rate_groups.clone(), space.levels());
@@ -60,7 +60,7 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
     );
     let observe = best_so_far(&progress);
     let mut rank = ranker(run, bench, scored)?;
-    let evaluate = |c: &Candidate| evaluator.accuracy(&c.widths).map_err(|e| e.to_string());
+    let evaluate = |c: &Candidate| Ok(evaluator.accuracy(&c.widths));
     let search_space = Space {
         layout: &layout,
         target: c.target,

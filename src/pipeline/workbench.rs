@@ -78,15 +78,8 @@ impl<'a> Workbench<'a> {
 
     /// Scores keep-sets on `heldout` after `recalibration_batches` of BatchNorm
     /// recalibration on the training split.
-    pub fn keep_evaluator<'b>(&'b self, heldout: &'b Split, recalibration_batches: usize) -> KeepEvaluator<'b>
-    where
-        'a: 'b,
-    {
-        KeepEvaluator {
-            bench: self,
-            heldout,
-            recalibration_batches,
-        }
+    pub fn keep_evaluator(&'a self, heldout: &Split, recalibration_batches: usize) -> Result<KeepEvaluator<'a>, DataError> {
+        KeepEvaluator::new(self, heldout, recalibration_batches)
     }
 
     /// The images data-driven methods look at: the first `max(256, samples)` training
@@ -114,8 +107,8 @@ impl<'a> Workbench<'a> {
         work: impl FnOnce(Tensor<4>, Option<Setup<'_>>) -> T,
     ) -> Result<T, DataError> {
         let heldout = self.heldout_batches(rl.heldout_batches);
-        let evaluator = self.keep_evaluator(&heldout, rl.recalibration_batches);
-        let accuracy = |keep: &[Vec<usize>]| evaluator.accuracy(keep).map(super::reward_accuracy).map_err(|e| e.to_string());
+        let evaluator = self.keep_evaluator(&heldout, rl.recalibration_batches)?;
+        let accuracy = |keep: &[Vec<usize>]| Ok(super::reward_accuracy(evaluator.accuracy(keep)));
         let progress = |_episode: usize, reward: f64| {
             bar.set_message(format!("mean reward {reward:.4}"));
             bar.inc(1);

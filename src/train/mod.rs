@@ -5,7 +5,7 @@ mod evaluate;
 mod loss;
 mod sgd;
 
-pub use evaluate::{Evaluation, evaluate, rank_of_true_class, recalibrate};
+pub use evaluate::{Evaluation, ResidentSplit, Top1, evaluate, rank_of_true_class, recalibrate, recalibration_batches, top1_on_device};
 pub use sgd::Sgd;
 
 use crate::data::{DataError, DataSet, Split};
