@@ -2,7 +2,9 @@
 //!
 //! * `throughput`: candidates evaluated per minute on 1 and 2 threads (prune, recalibrate
 //!   BatchNorm on 10 batches, score 8 held-out batches of 64), for the 28×28 VGG-8 and for
-//!   ResNet-56 on CIFAR-shaped synthetic images.
+//!   ResNet-56 on CIFAR-shaped synthetic images; 2 threads both ways: one candidate per
+//!   thread (`parallelism = "candidates"`) and one candidate at a time with both threads in
+//!   its kernels (`"kernels"`).
 //!
 //! How well rankings predict accuracy is `examples/ranking_bench.rs`.
 //!
@@ -16,7 +18,7 @@ use sacp::pipeline::{CandidateEvaluator, Workbench};
 use sacp::search::candidates::{Candidate, Layout, Target};
 use sacp::search::clusters::{self, RateGroup};
 use sacp::search::log::{Header, Log};
-use sacp::search::space::{Clustering, Ranking, SearchSection, Strategy};
+use sacp::search::space::{Clustering, Parallelism, Ranking, SearchSection, Strategy};
 use sacp::search::{self, Space};
 use sacp::weights::{self, Weights};
 use sacp::{data, spec};
@@ -38,7 +40,14 @@ struct Bench<'a> {
 }
 
 /// Runs an exhaustive, unranked search of `budget` candidates; returns records and seconds.
-fn evaluate_all(b: &Bench, scores: &channels::Scores, threads: usize, budget: usize, target: Target) -> (Vec<search::log::Record>, f64) {
+fn evaluate_all(
+    b: &Bench,
+    scores: &channels::Scores,
+    threads: usize,
+    parallelism: Parallelism,
+    budget: usize,
+    target: Target,
+) -> (Vec<search::log::Record>, f64) {
     let device = Device::flex();
     let deps = Dependencies::analyse(b.net);
     let layout = Layout::new(b.net, &deps, per_stage(b.net, &deps), vec![0.0, 0.25, 0.5, 0.75]);
@@ -56,6 +65,7 @@ fn evaluate_all(b: &Bench, scores: &channels::Scores, threads: usize, budget: us
         budget,
         gcn_top_m: budget,
         threads,
+        parallelism,
         ..SearchSection::default()
     };
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -114,16 +124,24 @@ fn throughput() -> anyhow::Result<()> {
             heldout_batches: 8,
         };
         let mut rates = Vec::new();
-        for threads in [1, 2] {
-            let (records, seconds) = evaluate_all(&bench, &scores, threads, budget, target);
+        for (threads, parallelism) in [
+            (1, Parallelism::Candidates),
+            (2, Parallelism::Candidates),
+            (2, Parallelism::Kernels),
+        ] {
+            let (records, seconds) = evaluate_all(&bench, &scores, threads, parallelism, budget, target);
             let per_minute = 60.0 * records.len() as f64 / seconds;
             println!(
-                "{name}: {threads} thread(s): {} candidates in {seconds:.1} s = {per_minute:.1} candidates/min",
+                "{name}: {threads} thread(s), {parallelism:?}: {} candidates in {seconds:.1} s = {per_minute:.1} candidates/min",
                 records.len()
             );
             rates.push(per_minute);
         }
-        println!("{name}: speed-up 2 vs 1 thread = {:.2}x", rates[1] / rates[0]);
+        println!(
+            "{name}: 2 threads vs 1: {:.2}x on candidates, {:.2}x on kernels",
+            rates[1] / rates[0],
+            rates[2] / rates[0]
+        );
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use sacp::deps::Dependencies;
 use sacp::search::candidates::{Candidate, Layout, Target};
 use sacp::search::clusters::RateGroup;
 use sacp::search::log::{Header, Log, Record};
-use sacp::search::space::{Ranking, SearchSection, Strategy};
+use sacp::search::space::{Parallelism, Ranking, SearchSection, Strategy};
 use sacp::search::{self, Ranked, Space};
 use sacp::{data, train, weights};
 use std::collections::HashSet;
@@ -29,6 +29,16 @@ fn fake_accuracy(c: &Candidate) -> f64 {
 }
 
 fn run_fake(strategy: Strategy, ranking: Ranking, budget: usize, threads: usize, dir: &Path) -> search::Outcome {
+    run_fake_with(strategy, ranking, budget, (threads, Parallelism::Candidates), dir)
+}
+
+fn run_fake_with(
+    strategy: Strategy,
+    ranking: Ranking,
+    budget: usize,
+    (threads, parallelism): (usize, Parallelism),
+    dir: &Path,
+) -> search::Outcome {
     let net = vgg8();
     let deps = Dependencies::analyse(&net);
     let prunable: Vec<usize> = deps.groups.iter().filter(|g| g.prunable()).map(|g| g.id).collect();
@@ -54,10 +64,11 @@ fn run_fake(strategy: Strategy, ranking: Ranking, budget: usize, threads: usize,
         pool: 32,
         ranking,
         threads,
+        parallelism,
         seed: 3,
         ..SearchSection::default()
     };
-    let path = dir.join(format!("{strategy:?}-{ranking:?}-{threads}.jsonl"));
+    let path = dir.join(format!("{strategy:?}-{ranking:?}-{threads}-{parallelism:?}.jsonl"));
     let (log, logged) = Log::open(&path, &Header::new("test".into(), vec![]), false).unwrap();
     // A stand-in GCN ranking: prefers candidates that keep more of the early layers, and
     // is unsure about the last rate group once it has seen results.
@@ -116,8 +127,10 @@ fn the_driver_does_not_depend_on_the_thread_count() {
     for strategy in [Strategy::Evolution, Strategy::Refine] {
         let one = run_fake(strategy, Ranking::Gcn, 24, 1, dir.path());
         let two = run_fake(strategy, Ranking::Gcn, 24, 2, dir.path());
+        let kernels = run_fake_with(strategy, Ranking::Gcn, 24, (2, Parallelism::Kernels), dir.path());
         let key = |o: &search::Outcome| o.records.iter().map(|r| r.widths.clone()).collect::<Vec<_>>();
         assert_eq!(key(&one), key(&two), "{strategy:?}");
+        assert_eq!(key(&one), key(&kernels), "{strategy:?}: threads on kernels");
     }
 }
 

@@ -19,7 +19,7 @@ use candidates::{Candidate, Layout, Target};
 use log::{Log, LogError, Record};
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
-use space::{Ranking, SearchSection};
+use space::{Parallelism, Ranking, SearchSection};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -180,38 +180,37 @@ pub fn run(
             .take(take)
             .map(|&i| (&proposals[i], predicted.as_ref().map(|p| p[i])))
             .collect();
-        let results: Vec<Result<(Record, bool), SearchError>> = pool.install(|| {
-            chosen
-                .par_iter()
-                .map(|&(c, predicted)| {
-                    if let Some(r) = logged.get(&c.widths) {
-                        observe(r, true);
-                        return Ok((r.clone(), true));
-                    }
-                    let started = Instant::now();
-                    let (accuracy, failed) = match evaluate(c).map_err(SearchError::Evaluate)? {
-                        Score::Accuracy(a) if a.is_finite() => (a, None),
-                        Score::Accuracy(a) => (0.0, Some(format!("held-out accuracy {a} is not a number"))),
-                        Score::Failed(reason) => (0.0, Some(reason)),
-                    };
-                    let record = Record {
-                        round,
-                        rates: c.rates.clone(),
-                        widths: c.widths.clone(),
-                        macs: c.macs,
-                        params: c.params,
-                        macs_reduction: c.macs_reduction,
-                        params_reduction: c.params_reduction,
-                        predicted,
-                        heldout_accuracy: accuracy,
-                        failed,
-                        seconds: started.elapsed().as_secs_f64(),
-                    };
-                    log.lock().expect("no writer panicked").append(&record)?;
-                    observe(&record, false);
-                    Ok((record, false))
-                })
-                .collect()
+        let evaluate_one = |&(c, predicted): &(&Candidate, Option<f32>)| {
+            if let Some(r) = logged.get(&c.widths) {
+                observe(r, true);
+                return Ok((r.clone(), true));
+            }
+            let started = Instant::now();
+            let (accuracy, failed) = match evaluate(c).map_err(SearchError::Evaluate)? {
+                Score::Accuracy(a) if a.is_finite() => (a, None),
+                Score::Accuracy(a) => (0.0, Some(format!("held-out accuracy {a} is not a number"))),
+                Score::Failed(reason) => (0.0, Some(reason)),
+            };
+            let record = Record {
+                round,
+                rates: c.rates.clone(),
+                widths: c.widths.clone(),
+                macs: c.macs,
+                params: c.params,
+                macs_reduction: c.macs_reduction,
+                params_reduction: c.params_reduction,
+                predicted,
+                heldout_accuracy: accuracy,
+                failed,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            log.lock().expect("no writer panicked").append(&record)?;
+            observe(&record, false);
+            Ok((record, false))
+        };
+        let results: Vec<Result<(Record, bool), SearchError>> = pool.install(|| match settings.parallelism {
+            Parallelism::Candidates => chosen.par_iter().map(evaluate_one).collect(),
+            Parallelism::Kernels => chosen.iter().map(evaluate_one).collect(),
         });
         for ((c, _), result) in chosen.into_iter().zip(results) {
             let (record, from_log) = result?;

@@ -273,8 +273,23 @@ pub struct SearchSection {
     pub gcn_steps: Option<usize>,
     /// Seed of every random choice.
     pub seed: u64,
-    /// Candidates evaluated at once (0: one per core). Results do not depend on it.
+    /// Worker threads (0: one per core). Results do not depend on it.
     pub threads: usize,
+    /// How the threads are spent: on several candidates at once, or on one candidate's
+    /// kernels at a time. Results do not depend on it.
+    pub parallelism: Parallelism,
+}
+
+/// How a search spends its threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parallelism {
+    /// One candidate per thread; each candidate's kernels mostly run on its own thread
+    /// (they may borrow idle ones).
+    #[default]
+    Candidates,
+    /// One candidate at a time, every thread in its kernels.
+    Kernels,
 }
 
 impl Default for SearchSection {
@@ -290,6 +305,7 @@ impl Default for SearchSection {
             gcn_steps: None,
             seed: 0,
             threads: 0,
+            parallelism: Parallelism::Candidates,
         }
     }
 }
