@@ -1,6 +1,7 @@
 //! Search benchmarks (run by `benches/search.sh`):
 //!
-//! * `throughput`: candidates evaluated per minute on 1 and 2 threads (prune, recalibrate
+//! * `throughput` (part of `benches/speed.sh`, lines `RESULT candidates NETWORK THREADS
+//!   PER_MINUTE`): candidates evaluated per minute on 1 and 2 threads (prune, recalibrate
 //!   BatchNorm on 10 batches, score 8 held-out batches of 64), for the 28×28 VGG-8 and for
 //!   ResNet-56 on CIFAR-shaped synthetic images; 2 threads both ways: one candidate per
 //!   thread (`parallelism = "candidates"`) and one candidate at a time with both threads in
@@ -95,9 +96,10 @@ fn throughput() -> anyhow::Result<()> {
         params: None,
         tolerance: 0.05,
     };
-    for (name, spec_file, data_name, input, budget) in [
+    for (name, key, spec_file, data_name, input, budget) in [
         (
             "VGG-8 28x28",
+            "vgg8",
             "models/vgg8_fashion_mnist.toml",
             format!("fashion-mnist:{}/data/fashion-mnist-subset", root.display()),
             [1, 28, 28],
@@ -105,6 +107,7 @@ fn throughput() -> anyhow::Result<()> {
         ),
         (
             "ResNet-56 32x32",
+            "resnet56",
             "models/resnet56_cifar10.toml",
             "synthetic:2000".to_string(),
             [3, 32, 32],
@@ -135,6 +138,9 @@ fn throughput() -> anyhow::Result<()> {
                 "{name}: {threads} thread(s), {parallelism:?}: {} candidates in {seconds:.1} s = {per_minute:.1} candidates/min",
                 records.len()
             );
+            if parallelism == Parallelism::Candidates {
+                println!("RESULT candidates {key} {threads} {per_minute:.1}");
+            }
             rates.push(per_minute);
         }
         println!(
