@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
                 target,
                 allocation,
                 max_ratio: 0.9,
+                round_to: 1,
                 seed: 0,
                 device: &device,
                 probe: Some(probe.clone()),

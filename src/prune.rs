@@ -24,6 +24,8 @@ pub struct Request<'a> {
     pub allocation: Allocation,
     /// Largest share of any group's channels that may go.
     pub max_ratio: f64,
+    /// Every pruned width a multiple of this, or the full width (1: any width).
+    pub round_to: usize,
     /// Seed of random choices.
     pub seed: u64,
     /// Device for the GCN and data-driven scores.
@@ -77,7 +79,14 @@ pub fn one_shot(request: &Request) -> Result<Pruned, ImportanceError> {
         gcn_rl: request.gcn_rl,
     };
     let scores = importance::score(request.method, &context)?;
-    let keep = channels::select(request.net, &deps, &scores, request.target, request.allocation, request.max_ratio)?;
+    let keep = channels::select(
+        request.net,
+        &deps,
+        &scores,
+        request.target,
+        request.allocation,
+        (request.max_ratio, request.round_to),
+    )?;
     let (network, weights) = surgery::prune(request.net, request.weights, &deps, &keep).expect("selected keep-sets are valid");
     let (before, after) = (request.net.total_cost(), network.total_cost());
     Ok(Pruned {

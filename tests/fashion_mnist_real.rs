@@ -93,6 +93,7 @@ fn one_epoch_reaches_85_percent_and_recalibration_rescues_a_pruned_copy() {
             target: 0.5,
             allocation: Allocation::Uniform,
             max_ratio: 0.9,
+            round_to: 1,
             seed: 0,
             device: &device,
             probe: None,

@@ -135,6 +135,7 @@ fn agents_learn_meet_the_target_and_repeat_for_a_seed() {
         target: 0.5,
         allocation: Allocation::Global,
         max_ratio: 0.9,
+        round_to: 1,
         seed: 0,
         device: &device,
         probe: Some(probe(&f, &device)),

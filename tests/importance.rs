@@ -88,6 +88,7 @@ fn request<'a>(
         target,
         allocation,
         max_ratio: 0.9,
+        round_to: 1,
         seed: 4,
         device,
         probe: Some(Tensor::from_data(TensorData::new(x, shape), device)),
@@ -317,7 +318,7 @@ fn global_allocation_per_unit_cost_never_empties_a_group_and_meets_the_target() 
             })
             .collect();
         for target in [0.3, 0.5, 0.7] {
-            let keep = sacp::channels::select(&net, &deps, &scores, target, Allocation::Global, 1.0).unwrap();
+            let keep = sacp::channels::select(&net, &deps, &scores, target, Allocation::Global, (1.0, 1)).unwrap();
             let reduction = sacp::channels::macs_reduction(&net, &deps, &keep);
             assert!(
                 reduction >= target && reduction <= target + 0.02,
@@ -330,5 +331,43 @@ fn global_allocation_per_unit_cost_never_empties_a_group_and_meets_the_target() 
                 }
             }
         }
+    }
+}
+
+#[test]
+fn rounded_widths_are_multiples_of_round_to_or_full() {
+    let device = Device::flex();
+    // ResNet-20's groups are 16, 32 and 64 wide: a 50% cut by l1 leaves widths such as 10
+    // or 23 unless they are rounded.
+    let net = common::zoo("resnet20_cifar10.toml", None);
+    let weights = common::random_weights(&net, 2);
+    for allocation in [Allocation::Uniform, Allocation::Global] {
+        let widths = |round_to: usize| {
+            let mut r = request(&net, &weights, &device, Method::L1, 0.5, allocation);
+            r.round_to = round_to;
+            let pruned = one_shot(&r).unwrap();
+            assert!(
+                pruned.macs_reduction >= 0.5 - 1e-9,
+                "{allocation:?}, round_to {round_to}: {}",
+                pruned.macs_reduction
+            );
+            let kept: Vec<usize> = pruned.keep.iter().map(Vec::len).collect();
+            (kept, pruned.macs_reduction)
+        };
+        let base: Vec<usize> = Dependencies::analyse(&net).groups.iter().map(|g| g.size()).collect();
+        let (free, _) = widths(1);
+        assert!(
+            free.iter().any(|w| w % 8 != 0),
+            "{allocation:?}: {free:?} would make the check vacuous"
+        );
+        let (rounded, reduction) = widths(8);
+        assert_eq!(base.len(), rounded.len());
+        for (full, w) in base.iter().zip(&rounded) {
+            assert!(w % 8 == 0 || w == full, "{allocation:?}: width {w} of a group of {full}");
+        }
+        println!(
+            "{allocation:?}: round_to 8 removes {:.1}% of MACs, widths {rounded:?}",
+            100.0 * reduction
+        );
     }
 }

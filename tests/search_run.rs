@@ -532,3 +532,46 @@ fn the_predictor_trained_on_a_logged_search_ranks_the_rest_better_than_the_l1_pr
     assert!(ours > proxy, "predictor Spearman {ours:.3} vs L1-kept proxy {proxy:.3}");
     assert!(ours > 0.5, "predictor Spearman {ours:.3}");
 }
+
+#[test]
+fn round_to_makes_every_searched_and_exported_width_a_multiple() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = write_space_with(dir.path(), 6, "l1", "");
+    // Levels whose widths are not multiples of 8 (32 · 0.7 = 22.4, 64 · 0.4 = 25.6, ...).
+    let text = std::fs::read_to_string(&space)
+        .unwrap()
+        .replace("rates = [0.0, 0.25, 0.5, 0.75]", "rates = [0.0, 0.3, 0.6]\nround_to = 8");
+    std::fs::write(&space, text).unwrap();
+    let options = sacp::pipeline::Options {
+        quiet: true,
+        ..Default::default()
+    };
+    let report = sacp::pipeline::run(&space, &options).unwrap();
+    let net = vgg8();
+    let deps = Dependencies::analyse(&net);
+    let sizes: Vec<usize> = deps.groups.iter().map(|g| g.size()).collect();
+    let logged = records(&dir.path().join("out/candidates.jsonl"));
+    assert!(!logged.is_empty());
+    let mut pruned_some = false;
+    for record in &logged {
+        for (w, full) in record.widths.iter().zip(&sizes) {
+            assert!(w % 8 == 0 || w == full, "width {w} of a group of {full} in {:?}", record.rates);
+            pruned_some |= w < full;
+        }
+    }
+    assert!(pruned_some);
+    // The exported network: every conv and linear width a multiple of 8 or the original.
+    let pruned = sacp::spec::load(&dir.path().join("out/pruned.toml")).unwrap().network;
+    let width = |n: &sacp::ir::Network, name: &str| {
+        let node = n.nodes().find(|&x| n.node(x).name == name).unwrap();
+        n.shape(node).channels()
+    };
+    for node in net.nodes() {
+        if matches!(net.node(node).op, sacp::ir::Op::Conv2d { .. } | sacp::ir::Op::Linear { .. }) {
+            let name = &net.node(node).name;
+            let (before, after) = (width(&net, name), width(&pruned, name));
+            assert!(after % 8 == 0 || after == before, "{name}: {after} of {before}");
+        }
+    }
+    assert!((report.macs_reduction - 0.5).abs() <= 0.05 + 1e-9, "{}", report.macs_reduction);
+}

@@ -115,6 +115,12 @@ fn rates_outside_the_unit_interval() {
 }
 
 #[test]
+fn round_to_zero() {
+    let text = replace(&space_text(), "max_combinations", "max_combinations = 1024\nround_to = 0");
+    assert_error(&text, "round_to", "`space.round_to`", "at least 1");
+}
+
+#[test]
 fn a_space_larger_than_max_combinations() {
     // per_layer: 7 rate groups × 4 levels = 16384 combinations.
     let text = replace(&space_text(), "clustering", "clustering = \"per_layer\"");

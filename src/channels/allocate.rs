@@ -134,16 +134,30 @@ fn global_order(
     sequence
 }
 
+/// Channels a group of `size` loses when `n` are asked for and the width it keeps must
+/// be a multiple of `round_to` (or its full width): the kept width rounded down to a
+/// multiple, but never below one multiple nor below `size − cap`. Monotone in `n`.
+fn rounded_removal(size: usize, n: usize, round_to: usize, cap: usize) -> usize {
+    if round_to <= 1 || n == 0 {
+        return n;
+    }
+    let least = (size - cap.min(size)).div_ceil(round_to).max(1) * round_to;
+    let kept = ((size - n) / round_to * round_to).max(least);
+    size.saturating_sub(kept)
+}
+
 /// The keep-set that removes at least `target` of the MACs with as few channels as the
 /// allocation allows, never removing more than `max_ratio` of any group's channels (and
-/// always keeping one). The reduction overshoots the target by at most one channel's worth.
+/// always keeping one). The reduction overshoots the target by at most one channel's worth
+/// (`round_to` channels per group when every pruned width must be a multiple of
+/// `round_to`; 1 for any width).
 pub fn select(
     net: &Network,
     deps: &Dependencies,
     scores: &Scores,
     target: f64,
     allocation: Allocation,
-    max_ratio: f64,
+    (max_ratio, round_to): (f64, usize),
 ) -> Result<Vec<Vec<usize>>, SelectError> {
     if !(0.0..1.0).contains(&target) {
         return Err(SelectError::BadTarget(target));
@@ -160,13 +174,21 @@ pub fn select(
         Allocation::Global => {
             let all = global_order(net, deps, scores, &orders, cap);
             let n = all.len();
-            let groups = deps.groups.len();
+            let sizes: Vec<usize> = deps.groups.iter().map(|g| g.size()).collect();
+            let orders = orders.clone();
             (
                 n,
                 Box::new(move |x| {
-                    let mut out = vec![Vec::new(); groups];
-                    all[..x].iter().for_each(|&(g, c)| out[g].push(c));
-                    out
+                    // A group's removals come in its ascending order: a prefix of it, whose
+                    // length rounding may lengthen.
+                    let mut count = vec![0usize; sizes.len()];
+                    all[..x].iter().for_each(|&(g, _)| count[g] += 1);
+                    (0..sizes.len())
+                        .map(|g| {
+                            let n = rounded_removal(sizes[g], count[g], round_to, cap(sizes[g]));
+                            orders[g][..n.min(orders[g].len())].to_vec()
+                        })
+                        .collect()
                 }),
             )
         }
@@ -182,7 +204,8 @@ pub fn select(
                         .zip(&orders)
                         .map(|(&size, order)| {
                             let n = ((x as f64 / 1000.0) * max_ratio * size as f64).round() as usize;
-                            order[..n.min(cap(size)).min(order.len())].to_vec()
+                            let n = n.min(cap(size)).min(order.len());
+                            order[..rounded_removal(size, n, round_to, cap(size)).min(order.len())].to_vec()
                         })
                         .collect()
                 }),
@@ -204,7 +227,8 @@ pub fn select(
         let mid = (lo + hi) / 2;
         if reduction(mid) >= target { hi = mid } else { lo = mid + 1 }
     }
-    if allocation == Allocation::Global && lo > 0 {
+    // The closest last step removes single channels: not with rounded widths.
+    if allocation == Allocation::Global && lo > 0 && round_to <= 1 {
         return Ok(keep_without(
             deps,
             &last_step_closest(net, deps, &orders, removed(lo - 1), target, cap),

@@ -160,7 +160,7 @@ pub fn check(path: &Path) -> Result<Checked, PipelineError> {
         tolerance: space.constraints.tolerance,
     };
     let grid = {
-        let layout = Layout::new(&network, &deps, rate_groups.clone(), space.levels());
+        let layout = Layout::new(&network, &deps, rate_groups.clone(), space.levels()).with_round_to(space.space.round_to);
         check_space(&space, &layout, &target)?
     };
     Ok(Checked {

@@ -29,7 +29,7 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
         keep: bench.keep_evaluator(&heldout, space.evaluate.recalibration_batches)?,
         scores: &scored.scores,
     };
-    let layout = Layout::new(&c.network, &c.deps, c.rate_groups.clone(), space.levels());
+    let layout = Layout::new(&c.network, &c.deps, c.rate_groups.clone(), space.levels()).with_round_to(space.space.round_to);
     let header = Header::new(
         format!("{}-{}", fingerprint(space, &c.settings), scored.weights_key),
         c.rate_groups.iter().map(|g| g.name.clone()).collect(),

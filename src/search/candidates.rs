@@ -37,6 +37,8 @@ pub struct Layout<'a> {
     pub rate_groups: Vec<RateGroup>,
     /// Rate levels of the coarse grid, ascending.
     pub levels: Vec<f64>,
+    /// Every pruned width is a multiple of this (or the group's full width).
+    pub round_to: usize,
     base: Cost,
 }
 
@@ -67,8 +69,15 @@ impl<'a> Layout<'a> {
             deps,
             rate_groups,
             levels,
+            round_to: 1,
             base: net.total_cost(),
         }
+    }
+
+    /// The same layout with every pruned width a multiple of `round_to` (at least 1).
+    pub fn with_round_to(mut self, round_to: usize) -> Self {
+        self.round_to = round_to.max(1);
+        self
     }
 
     /// MACs and parameters of the unpruned network.
@@ -76,13 +85,21 @@ impl<'a> Layout<'a> {
         self.base
     }
 
-    /// Channels each group keeps at these rates: `size − round(rate · size)`, at least one.
+    /// Channels each group keeps at these rates: `size − round(rate · size)`, at least one;
+    /// with `round_to` > 1 a pruned width goes to the nearest multiple of it (at least one
+    /// multiple; the full width when that is as near, or when the group is narrower).
     pub fn widths(&self, rates: &[f64]) -> Vec<usize> {
         let mut widths: Vec<usize> = self.deps.groups.iter().map(|g| g.size()).collect();
+        let r = self.round_to;
         for (cluster, &rate) in self.rate_groups.iter().zip(rates) {
             for &g in &cluster.groups {
                 let size = widths[g];
-                widths[g] = size.saturating_sub((rate * size as f64).round() as usize).max(1);
+                let width = size.saturating_sub((rate * size as f64).round() as usize).max(1);
+                widths[g] = if r <= 1 || width == size {
+                    width
+                } else {
+                    ((width + r / 2) / r * r).max(r).min(size)
+                };
             }
         }
         widths

@@ -191,6 +191,10 @@ pub struct SpaceSection {
     /// Largest number of combinations (levels ^ rate groups) the space may have.
     #[serde(default = "default_max_combinations")]
     pub max_combinations: u64,
+    /// Every pruned width is a multiple of this, or the full width (hardware-friendly
+    /// widths: vector units work in multiples of 8 or 16).
+    #[serde(default = "default_round_to")]
+    pub round_to: usize,
     /// Globs of producing-layer names never pruned.
     #[serde(default)]
     pub exclude: Vec<String>,
@@ -201,6 +205,10 @@ pub struct SpaceSection {
 
 fn default_max_combinations() -> u64 {
     4096
+}
+
+fn default_round_to() -> usize {
+    1
 }
 
 /// `[constraints]`: a candidate is feasible when each given reduction is within
@@ -493,6 +501,9 @@ impl SearchSpace {
         self.check_rates()?;
         if self.space.max_combinations == 0 {
             return Err(self.error("space.max_combinations", "must be at least 1"));
+        }
+        if self.space.round_to == 0 {
+            return Err(self.error("space.round_to", "must be at least 1 (1: any width)"));
         }
         self.check_constraints()?;
         match (self.space.clustering, self.space.clusters.is_empty()) {

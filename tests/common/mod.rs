@@ -188,6 +188,7 @@ pub fn half_macs_l1(net: &Network, weights: &Weights, device: &Device) -> Pruned
         target: 0.5,
         allocation: Allocation::Uniform,
         max_ratio: 0.9,
+        round_to: 1,
         seed: 0,
         device,
         probe: None,
