@@ -107,7 +107,6 @@ pub struct Predictor {
     nodes: Tensor<2>,
     /// `[total, nodes]`: row `m` holds mask entry `m`'s share of each layer's energy.
     energy_share: Tensor<2>,
-    total: usize,
     members: Vec<Sensitivity>,
     config: PredictorConfig,
 }
@@ -146,30 +145,33 @@ impl Predictor {
             adjacency: graph.adjacency.clone(),
             nodes,
             energy_share: Tensor::from_data(TensorData::new(share, [graph.total, n]), &device),
-            total: graph.total,
             members: Vec::new(),
             config: config.clone(),
             device,
         }
     }
 
-    /// `[B, nodes]`: the log of each layer's kept-energy share under each mask.
-    fn log_shares(&self, masks: &[Vec<f32>]) -> Tensor<2> {
+    /// `[B, nodes]`: the log of each layer's kept-energy share under each mask, on the
+    /// device of `energy_share` (the autodiff device for training, its inner one for
+    /// inference).
+    fn log_shares(masks: &[Vec<f32>], energy_share: Tensor<2>) -> Tensor<2> {
+        let [total, _] = energy_share.dims();
         let data: Vec<f32> = masks.concat();
-        let masks = Tensor::from_data(TensorData::new(data, [masks.len(), self.total]), &self.device);
-        masks.matmul(self.energy_share.clone()).clamp_min(LEAST_SHARE).log()
+        let masks = Tensor::from_data(TensorData::new(data, [masks.len(), total]), &energy_share.device());
+        masks.matmul(energy_share).clamp_min(LEAST_SHARE).log()
     }
 
-    /// Scores of the masks under one member (`[B]`).
+    /// Scores of the masks under one member (`[B]`), without autodiff.
     fn member_scores(&self, member: &Sensitivity, shares: Tensor<2>) -> Tensor<1> {
         let [batch, _] = shares.dims();
-        shares.matmul(member.weights(&self.adjacency, &self.nodes)).reshape([batch])
+        shares.matmul(member.weights(&self.adjacency, &self.nodes).inner()).reshape([batch])
     }
 
-    /// Predicts the masks (one per candidate, see [`super::mask_of`]).
+    /// Predicts the masks (one per candidate, see [`super::mask_of`]). Inference runs on
+    /// the device without autodiff.
     pub fn predict(&self, masks: &[Vec<f32>]) -> Prediction {
-        let shares = self.log_shares(masks);
-        let host = |t: Tensor<1>| t.inner().into_data().try_into_vec::<f32>().expect("f32 scores");
+        let shares = Self::log_shares(masks, self.energy_share.clone().inner());
+        let host = |t: Tensor<1>| t.into_data().try_into_vec::<f32>().expect("f32 scores");
         if self.members.is_empty() {
             let score = host(shares.sum_dim(1).reshape([masks.len()]));
             return Prediction {
@@ -194,7 +196,7 @@ impl Predictor {
             self.members.clear();
             return;
         }
-        let shares = self.log_shares(masks).detach();
+        let shares = Self::log_shares(masks, self.energy_share.clone()).detach();
         let n = masks.len();
         let mut rng = StdRng::seed_from_u64(self.config.seed ^ (n as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
         let features = self.nodes.dims()[1];
