@@ -214,6 +214,7 @@ fn candidate_sets(t: &Trained, set: &data::DataSet, device: &Device) -> anyhow::
     let mut sets = Vec::new();
     for target_share in [0.5, 0.75] {
         let target = Target {
+            latency: None,
             macs: Some(target_share),
             params: None,
             tolerance: 0.05,

@@ -92,6 +92,7 @@ fn evaluate_all(
 fn throughput() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = Target {
+        latency: None,
         macs: Some(0.5),
         params: None,
         tolerance: 0.05,

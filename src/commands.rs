@@ -492,13 +492,16 @@ pub fn search(
     if check {
         let checked = sacp::pipeline::check(space)?;
         println!(
-            "{}: {} rate groups × {} levels = {} combinations, {} within the constraints",
+            "{}: {} rate groups × {} levels = {} combinations, {} within the MACs and parameters constraints",
             space.display(),
             checked.rate_groups.len(),
             checked.space.levels().len(),
             (checked.space.levels().len() as u64).saturating_pow(checked.rate_groups.len() as u32),
             checked.grid.len()
         );
+        if checked.space.constraints.has_latency() {
+            println!("  the latency target is checked when the search starts: it needs the layers timed on the device");
+        }
         for g in &checked.rate_groups {
             let names: Vec<&str> = g.groups.iter().map(|&i| checked.deps.groups[i].name.as_str()).collect();
             println!("  {:<28} {}", g.name, names.join(", "));

@@ -52,6 +52,7 @@ fn run_fake_with(
         .collect();
     let layout = Layout::new(&net, &deps, rate_groups, vec![0.0, 0.25, 0.5, 0.75]);
     let target = Target {
+        latency: None,
         macs: Some(0.5),
         params: None,
         tolerance: 0.05,
@@ -402,6 +403,7 @@ fn a_candidate_with_non_finite_outputs_is_logged_as_failed_and_never_wins() {
     ];
     let layout = Layout::new(&net, &deps, rate_groups, vec![0.0, 0.25, 0.5]);
     let target = Target {
+        latency: None,
         macs: Some(0.3),
         params: None,
         tolerance: 0.3,
@@ -490,6 +492,7 @@ fn the_predictor_trained_on_a_logged_search_ranks_the_rest_better_than_the_l1_pr
         .collect();
     let layout = Layout::new(&net, &deps, per_layer, (0..9).map(|i| i as f64 / 10.0).collect());
     let target = Target {
+        latency: None,
         macs: Some(0.5),
         params: None,
         tolerance: 0.1,

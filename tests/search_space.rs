@@ -162,6 +162,26 @@ fn constraints_and_counts() {
 }
 
 #[test]
+fn latency_constraints() {
+    let with = |lines: &str| replace(&space_text(), "tolerance", &format!("{lines}\ntolerance = 0.05"));
+    let text = with("latency_reduction = 0.5\nlatency_ms = 10.0");
+    assert_error(&text, "latency_ms", "`constraints.latency_ms`", "not both");
+    let text = with("latency_ms = -2.0");
+    assert_error(&text, "latency_ms", "`constraints.latency_ms`", "positive");
+    let text = with("latency_reduction = 1.2");
+    assert_error(&text, "latency_reduction", "`constraints.latency_reduction`", "[0, 1)");
+    let text = with("latency_reduction = 0.5\nlatency_batch = 0");
+    assert_error(&text, "latency_batch", "`constraints.latency_batch`", "at least 1");
+    // A latency target alone is a target: the MACs one may go.
+    let text = replace(&with("latency_reduction = 0.5"), "macs_reduction", "");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("space.toml");
+    std::fs::write(&path, text).unwrap();
+    let checked = pipeline::check(&path).unwrap();
+    assert!(checked.space.constraints.has_latency() && checked.target.macs.is_none());
+}
+
+#[test]
 fn gcn_rl_settings() {
     let rl = replace(&space_text(), "gcn_top_m", "gcn_top_m = 4\nimportance = \"gcn-rl\"");
     let with = |table: &str| format!("{rl}\n[importance.gcn_rl]\n{table}\n");
@@ -267,6 +287,7 @@ fn the_example_spaces_are_well_formed() {
         let groups = rate_groups(&space, &spec.network, &deps).unwrap_or_else(|e| panic!("{e}"));
         let layout = Layout::new(&spec.network, &deps, groups, space.levels());
         let target = Target {
+            latency: None,
             macs: space.constraints.macs_reduction,
             params: space.constraints.params_reduction,
             tolerance: space.constraints.tolerance,

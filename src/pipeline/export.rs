@@ -7,7 +7,7 @@ use super::prepare::Run;
 use super::workbench::Workbench;
 use super::{PipelineError, io_error};
 use crate::ir::Network;
-use crate::report::{RateGroupReport, Report, Side, layer_widths};
+use crate::report::{LatencyCheck, RateGroupReport, Report, Side, layer_widths};
 use crate::search::Outcome;
 use crate::spec;
 use crate::weights::{self, Weights};
@@ -18,15 +18,16 @@ pub fn export(
     run: &Run,
     bench: &Workbench,
     outcome: &Outcome,
-    pruned: &Network,
-    pruned_weights: &Weights,
+    (pruned, pruned_weights): (&Network, &Weights),
+    latency: Option<LatencyCheck>,
     started: Instant,
 ) -> Result<Report, PipelineError> {
     run.say("measuring the base and the pruned network".into());
     let base_side = side(run, bench, bench.net, bench.weights)?;
     let pruned_side = side(run, bench, pruned, pruned_weights)?;
     write_network(run, pruned, pruned_weights)?;
-    let report = report(run, outcome, pruned, base_side, pruned_side, started);
+    let mut report = report(run, outcome, pruned, base_side, pruned_side, started);
+    report.latency = latency;
     let report_path = run.out.join("report.json");
     let json = serde_json::to_string_pretty(&report).expect("a report serialises");
     weights::write_atomic(&report_path, json.as_bytes()).map_err(io_error(&report_path))?;
@@ -111,6 +112,7 @@ fn report(run: &Run, outcome: &Outcome, pruned: &Network, base: Side, pruned_sid
         }),
         constraints: serde_json::to_value(&space.constraints).expect("constraints serialise"),
         device: format!("{:?}", run.device),
+        latency: None,
         seconds: started.elapsed().as_secs_f64(),
     }
 }

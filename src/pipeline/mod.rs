@@ -10,6 +10,7 @@ mod base;
 mod evaluate;
 mod export;
 mod finetune;
+mod latency;
 mod measure;
 mod prepare;
 mod scoring;
@@ -21,6 +22,7 @@ pub use base::base_network;
 pub use evaluate::{CandidateEvaluator, KeepEvaluator};
 pub use export::export;
 pub use finetune::finetune_winner;
+pub use latency::{build_table, check_latency, network_at, plan_latency};
 pub use measure::latency_ms;
 pub use prepare::{Run, prepare};
 pub use scoring::{Scored, score_channels};
@@ -157,6 +159,7 @@ pub fn check(path: &Path) -> Result<Checked, PipelineError> {
     let target = Target {
         macs: space.constraints.macs_reduction,
         params: space.constraints.params_reduction,
+        latency: None,
         tolerance: space.constraints.tolerance,
     };
     let grid = {
@@ -262,7 +265,8 @@ pub fn run(path: &Path, options: &Options) -> Result<Report, PipelineError> {
         &run.device,
     );
     let scored = score_channels(&run, &bench)?;
-    let outcome = search_candidates(&run, &bench, &scored)?;
+    let mut outcome = search_candidates(&run, &bench, &scored)?;
+    let latency = check_latency(&run, &mut outcome);
     let (pruned, pruned_weights) = finetune_winner(&run, &bench, &scored, &outcome.records[outcome.winner])?;
-    export(&run, &bench, &outcome, &pruned, &pruned_weights, started)
+    export(&run, &bench, &outcome, (&pruned, &pruned_weights), latency, started)
 }

@@ -4,6 +4,7 @@
 
 use super::{Checked, Options, PipelineError, check, io_error};
 use crate::data::{self, DataSet};
+use crate::search::latency::LatencyTable;
 use crate::search::log::LogError;
 use crate::search::space::SearchSpace;
 use burn::tensor::Device;
@@ -23,6 +24,8 @@ pub struct Run {
     pub device: Device,
     /// The run-time options.
     pub options: Options,
+    /// The latency lookup table (a space with a latency target).
+    pub latency: Option<LatencyTable>,
 }
 
 impl Run {
@@ -70,14 +73,16 @@ pub fn prepare(path: &Path, options: &Options) -> Result<Run, PipelineError> {
     check_split_sizes(space, &data, space.model.weights.is_none() && checked.embedded.is_none())?;
     let device = checked.settings.backend.device()?;
     std::fs::create_dir_all(&out).map_err(io_error(&out))?;
-    let run = Run {
+    let mut run = Run {
         checked,
         out,
         log_path,
         data,
         device,
         options: options.clone(),
+        latency: None,
     };
+    super::plan_latency(&mut run)?;
     let c = &run.checked;
     run.say(format!(
         "sacp search: {} rate groups × {} levels, {} feasible grid points; device {:?}",

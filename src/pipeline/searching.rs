@@ -30,6 +30,10 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
         scores: &scored.scores,
     };
     let layout = Layout::new(&c.network, &c.deps, c.rate_groups.clone(), space.levels()).with_round_to(space.space.round_to);
+    let layout = match &run.latency {
+        Some(table) => layout.with_latency(table),
+        None => layout,
+    };
     let header = Header::new(
         format!("{}-{}", fingerprint(space, &c.settings), scored.weights_key),
         c.rate_groups.iter().map(|g| g.name.clone()).collect(),

@@ -88,8 +88,71 @@ pub struct Report {
     pub constraints: serde_json::Value,
     /// Backend device the work ran on.
     pub device: String,
+    /// A latency target's predictions checked against measurements (absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyCheck>,
     /// Wall-clock seconds of this run.
     pub seconds: f64,
+}
+
+/// One candidate's latency, predicted from the lookup table and measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct CandidateLatency {
+    /// Predicted latency of one batch, milliseconds.
+    pub predicted_ms: f64,
+    /// Measured latency of one batch (median), milliseconds.
+    pub measured_ms: f64,
+    /// Its held-out accuracy after recalibration.
+    pub heldout_accuracy: f64,
+    /// Share of MACs removed.
+    pub macs_reduction: f64,
+    /// Whether its evaluation failed (it is never the winner).
+    pub failed: bool,
+}
+
+/// A latency target checked after the search: every candidate's predicted and measured
+/// latency, and the winner's measured reduction against the target.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyCheck {
+    /// Batch size of every latency here.
+    pub batch: usize,
+    /// Share of the base network's predicted latency the target removes.
+    pub target_reduction: f64,
+    /// Allowed distance from the target.
+    pub tolerance: f64,
+    /// The base network's predicted latency, milliseconds.
+    pub base_predicted_ms: f64,
+    /// The base network's measured latency, milliseconds.
+    pub base_measured_ms: f64,
+    /// The winner's predicted latency, milliseconds.
+    pub winner_predicted_ms: f64,
+    /// The winner's measured latency, milliseconds.
+    pub winner_measured_ms: f64,
+    /// `1 − winner measured / base measured`.
+    pub measured_reduction: f64,
+    /// Scored candidates whose measured latency meets the target (the winner is the most
+    /// accurate of them, when there is one).
+    pub measured_feasible: usize,
+    /// The search's candidates in log order.
+    pub candidates: Vec<CandidateLatency>,
+}
+
+impl LatencyCheck {
+    /// Median of `|predicted − measured| / measured` over the candidates.
+    pub fn median_error(&self) -> f64 {
+        let mut errors: Vec<f64> = self
+            .candidates
+            .iter()
+            .map(|c| (c.predicted_ms - c.measured_ms).abs() / c.measured_ms)
+            .collect();
+        errors.sort_by(f64::total_cmp);
+        errors.get(errors.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+
+    /// Whether the winner's measured reduction is within tolerance of the target.
+    pub fn met(&self) -> bool {
+        (self.measured_reduction - self.target_reduction).abs() <= self.tolerance + 1e-12
+    }
 }
 
 /// Output widths of every conv and linear layer, matched by name.
@@ -186,6 +249,7 @@ mod tests {
 
     fn record(round: usize, predicted: f32, accuracy: f64) -> Record {
         Record {
+            predicted_latency_ms: None,
             round,
             rates: vec![],
             widths: vec![],

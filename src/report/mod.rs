@@ -7,7 +7,10 @@
 mod data;
 pub mod plots;
 
-pub use data::{LayerWidth, RateGroupReport, Report, Side, layer_widths, predicted_and_measured, ranking_spearman, spearman};
+pub use data::{
+    CandidateLatency, LatencyCheck, LayerWidth, RateGroupReport, Report, Side, layer_widths, predicted_and_measured, ranking_spearman,
+    spearman,
+};
 
 use crate::search::log::Record;
 use crate::weights::write_atomic;
@@ -19,6 +22,9 @@ pub const PLOTS: [&str; 3] = ["accuracy_vs_macs.svg", "widths.svg", "progress.sv
 /// The plot of the ranking's predictions against the measured accuracies, written when the
 /// search was ranked.
 pub const RANKING_PLOT: &str = "predicted_vs_measured.svg";
+/// The plots of a search with a latency target: predicted vs measured latency, and
+/// held-out accuracy vs measured latency with its Pareto front.
+pub const LATENCY_PLOTS: [&str; 2] = ["latency_predicted_vs_measured.svg", "accuracy_vs_latency.svg"];
 
 fn millions(v: u64) -> String {
     format!("{:.3} M", v as f64 / 1e6)
@@ -114,6 +120,9 @@ pub fn markdown(report: &Report, records: &[Record]) -> String {
     let _ = writeln!(md, "![accuracy vs MACs](accuracy_vs_macs.svg)\n");
     let _ = writeln!(md, "![search progress](progress.svg)\n");
     ranking_section(&mut md, report, records);
+    if let Some(latency) = &report.latency {
+        latency_section(&mut md, latency);
+    }
     let _ = writeln!(md, "## Pareto front\n");
     let _ = writeln!(
         md,
@@ -154,6 +163,52 @@ fn ranking_section(md: &mut String, report: &Report, records: &[Record]) {
     let _ = writeln!(md, "![predicted vs measured]({RANKING_PLOT})\n");
 }
 
+/// The latency target against the measured latencies.
+fn latency_section(md: &mut String, l: &LatencyCheck) {
+    let _ = writeln!(md, "## Latency target\n");
+    let _ = writeln!(
+        md,
+        "Each candidate's latency (batch {}) was predicted from a lookup table of layer latencies measured on this device; after the search every candidate was measured. Median prediction error {:.1}% over {} candidates.\n",
+        l.batch,
+        100.0 * l.median_error(),
+        l.candidates.len()
+    );
+    let _ = writeln!(md, "| | predicted | measured |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| base network | {:.2} ms | {:.2} ms |",
+        l.base_predicted_ms, l.base_measured_ms
+    );
+    let _ = writeln!(md, "| winner | {:.2} ms | {:.2} ms |", l.winner_predicted_ms, l.winner_measured_ms);
+    let _ = writeln!(
+        md,
+        "| latency removed | target {:.1}% ± {:.1}% | {:.1}% ({}) |\n",
+        100.0 * l.target_reduction,
+        100.0 * l.tolerance,
+        100.0 * l.measured_reduction,
+        if l.met() { "met" } else { "**not met**" }
+    );
+    let _ = writeln!(
+        md,
+        "{} of the {} candidates meet the target when measured; the winner is the most accurate of them{}.\n",
+        l.measured_feasible,
+        l.candidates.len(),
+        if l.measured_feasible == 0 {
+            " (none does: the search's winner by prediction is kept)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(md, "![predicted vs measured latency]({})\n", LATENCY_PLOTS[0]);
+    let front = plots::latency_front(&l.candidates);
+    let _ = writeln!(
+        md,
+        "Held-out accuracy against measured latency; the green line is the Pareto front ({} candidates).\n",
+        front.len()
+    );
+    let _ = writeln!(md, "![accuracy vs latency]({})\n", LATENCY_PLOTS[1]);
+}
+
 /// Writes `report.md` and its plots into `out` (each file atomically).
 pub fn write(out: &Path, report: &Report, records: &[Record]) -> Result<(), plots::PlotError> {
     let winner = records.iter().position(|r| r.widths == report.winner.widths).unwrap_or(0);
@@ -168,6 +223,15 @@ pub fn write(out: &Path, report: &Report, records: &[Record]) -> Result<(), plot
     let pairs = predicted_and_measured(records);
     if !pairs.is_empty() {
         write_atomic(&out.join(RANKING_PLOT), plots::predicted_vs_measured(&pairs)?.as_bytes())?;
+    }
+    if let Some(latency) = &report.latency {
+        let svgs = [
+            plots::latency_scatter(&latency.candidates)?,
+            plots::accuracy_vs_latency(&latency.candidates)?,
+        ];
+        for (name, svg) in LATENCY_PLOTS.iter().zip(svgs) {
+            write_atomic(&out.join(name), svg.as_bytes())?;
+        }
     }
     write_atomic(&out.join("report.md"), markdown(report, records).as_bytes())?;
     Ok(())

@@ -1,6 +1,6 @@
 //! SVG plots of a search, drawn with plotters.
 
-use super::LayerWidth;
+use super::{CandidateLatency, LayerWidth};
 use crate::search::log::Record;
 use plotters::prelude::*;
 
@@ -39,57 +39,66 @@ fn padded(values: impl Iterator<Item = f64> + Clone) -> std::ops::Range<f64> {
 
 /// SVG: held-out accuracy vs MACs removed of every candidate, the Pareto front, the winner.
 pub fn accuracy_vs_macs(records: &[Record], winner: usize) -> Result<String, PlotError> {
+    let point = |r: &Record| (100.0 * r.macs_reduction, 100.0 * r.heldout_accuracy);
+    let scatter = FrontScatter {
+        caption: "Every evaluated candidate",
+        x_desc: "MACs removed (%)",
+        points: records.iter().map(point).collect(),
+        front: pareto_front(records).into_iter().map(|i| point(&records[i])).collect(),
+        winner: records.get(winner).map(point),
+        legend: SeriesLabelPosition::LowerLeft,
+    };
     let mut svg = String::new();
-    draw_accuracy_vs_macs(&mut svg, records, winner)?;
+    draw_front_scatter(&mut svg, scatter)?;
     Ok(svg)
 }
 
-fn draw_accuracy_vs_macs(svg: &mut String, records: &[Record], winner: usize) -> Result<(), PlotError> {
+/// A scatter of held-out accuracy (%) against some cost, with a Pareto front line and
+/// optionally the winner.
+struct FrontScatter {
+    caption: &'static str,
+    x_desc: &'static str,
+    points: Vec<(f64, f64)>,
+    front: Vec<(f64, f64)>,
+    winner: Option<(f64, f64)>,
+    legend: SeriesLabelPosition,
+}
+
+fn draw_front_scatter(svg: &mut String, plot: FrontScatter) -> Result<(), PlotError> {
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
-    let xs = records.iter().map(|r| 100.0 * r.macs_reduction);
-    let ys = records.iter().map(|r| 100.0 * r.heldout_accuracy);
+    let xs = plot.points.iter().map(|p| p.0);
+    let ys = plot.points.iter().map(|p| p.1);
     let mut chart = ChartBuilder::on(&root)
-        .caption("Every evaluated candidate", ("sans-serif", 22))
+        .caption(plot.caption, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
         .build_cartesian_2d(padded(xs), padded(ys))?;
     chart
         .configure_mesh()
-        .x_desc("MACs removed (%)")
+        .x_desc(plot.x_desc)
         .y_desc("held-out accuracy after BN recalibration (%)")
         .draw()?;
     chart
-        .draw_series(
-            records
-                .iter()
-                .map(|r| Circle::new((100.0 * r.macs_reduction, 100.0 * r.heldout_accuracy), 4, BLUE.mix(0.5).filled())),
-        )?
+        .draw_series(plot.points.iter().map(|&p| Circle::new(p, 4, BLUE.mix(0.5).filled())))?
         .label("candidate")
         .legend(|(x, y)| Circle::new((x, y), 4, BLUE.mix(0.5).filled()));
-    let front: Vec<(f64, f64)> = pareto_front(records)
-        .into_iter()
-        .map(|i| (100.0 * records[i].macs_reduction, 100.0 * records[i].heldout_accuracy))
-        .collect();
     chart
-        .draw_series(LineSeries::new(front, GREEN.stroke_width(2)))?
+        .draw_series(LineSeries::new(plot.front, GREEN.stroke_width(2)))?
         .label("Pareto front")
         .legend(|(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], GREEN.stroke_width(2)));
-    let w = &records[winner];
-    chart
-        .draw_series(std::iter::once(TriangleMarker::new(
-            (100.0 * w.macs_reduction, 100.0 * w.heldout_accuracy),
-            9,
-            RED.filled(),
-        )))?
-        .label("winner")
-        .legend(|(x, y)| TriangleMarker::new((x, y), 6, RED.filled()));
+    if let Some(w) = plot.winner {
+        chart
+            .draw_series(std::iter::once(TriangleMarker::new(w, 9, RED.filled())))?
+            .label("winner")
+            .legend(|(x, y)| TriangleMarker::new((x, y), 6, RED.filled()));
+    }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerLeft)
+        .position(plot.legend)
         .draw()?;
     root.present()?;
     Ok(())
@@ -228,4 +237,90 @@ fn draw_predicted_vs_measured(svg: &mut String, pairs: &[(f64, f64)]) -> Result<
     chart.draw_series(pairs.iter().map(|&(x, y)| Circle::new((x, 100.0 * y), 4, BLUE.mix(0.5).filled())))?;
     root.present()?;
     Ok(())
+}
+
+/// Scored candidates on the Pareto front of (measured latency ↓, held-out accuracy ↑), by
+/// latency.
+pub fn latency_front(candidates: &[CandidateLatency]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..candidates.len()).filter(|&i| !candidates[i].failed).collect();
+    order.sort_by(|&a, &b| {
+        candidates[a]
+            .measured_ms
+            .total_cmp(&candidates[b].measured_ms)
+            .then(candidates[b].heldout_accuracy.total_cmp(&candidates[a].heldout_accuracy))
+    });
+    let mut best = f64::NEG_INFINITY;
+    order
+        .into_iter()
+        .filter(|&i| {
+            let better = candidates[i].heldout_accuracy > best;
+            best = best.max(candidates[i].heldout_accuracy);
+            better
+        })
+        .collect()
+}
+
+/// SVG: predicted against measured latency of every candidate, with the diagonal.
+pub fn latency_scatter(candidates: &[CandidateLatency]) -> Result<String, PlotError> {
+    let mut svg = String::new();
+    draw_latency_scatter(&mut svg, candidates)?;
+    Ok(svg)
+}
+
+fn draw_latency_scatter(svg: &mut String, candidates: &[CandidateLatency]) -> Result<(), PlotError> {
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let all = candidates.iter().flat_map(|c| [c.predicted_ms, c.measured_ms]);
+    let range = padded(all);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Predicted vs measured latency", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(range.clone(), range.clone())?;
+    chart
+        .configure_mesh()
+        .x_desc("predicted from the layer table (ms per batch)")
+        .y_desc("measured (ms per batch)")
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            [(range.start, range.start), (range.end, range.end)],
+            BLACK.mix(0.4),
+        ))?
+        .label("predicted = measured")
+        .legend(|(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], BLACK.mix(0.4)));
+    chart
+        .draw_series(
+            candidates
+                .iter()
+                .map(|c| Circle::new((c.predicted_ms, c.measured_ms), 4, BLUE.mix(0.5).filled())),
+        )?
+        .label("candidate")
+        .legend(|(x, y)| Circle::new((x, y), 4, BLUE.mix(0.5).filled()));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// SVG: held-out accuracy against measured latency of every scored candidate and the
+/// Pareto front.
+pub fn accuracy_vs_latency(candidates: &[CandidateLatency]) -> Result<String, PlotError> {
+    let point = |c: &CandidateLatency| (c.measured_ms, 100.0 * c.heldout_accuracy);
+    let scatter = FrontScatter {
+        caption: "Accuracy vs measured latency",
+        x_desc: "measured latency (ms per batch)",
+        points: candidates.iter().filter(|c| !c.failed).map(point).collect(),
+        front: latency_front(candidates).into_iter().map(|i| point(&candidates[i])).collect(),
+        winner: None,
+        legend: SeriesLabelPosition::LowerRight,
+    };
+    let mut svg = String::new();
+    draw_front_scatter(&mut svg, scatter)?;
+    Ok(svg)
 }

@@ -3,6 +3,7 @@
 //! the graph, no backend).
 
 use super::clusters::RateGroup;
+use super::latency::LatencyTable;
 use super::space::SearchSpace;
 use crate::deps::Dependencies;
 use crate::ir::{Cost, Network};
@@ -25,6 +26,9 @@ pub struct Candidate {
     pub macs_reduction: f64,
     /// Share of the original parameters removed.
     pub params_reduction: f64,
+    /// Predicted latency in milliseconds and the share of the base network's predicted
+    /// latency removed (when the layout has a latency table).
+    pub latency: Option<(f64, f64)>,
 }
 
 /// The rate groups, their levels and the network they prune.
@@ -40,6 +44,7 @@ pub struct Layout<'a> {
     /// Every pruned width is a multiple of this (or the group's full width).
     pub round_to: usize,
     base: Cost,
+    latency: Option<(&'a LatencyTable, f64)>,
 }
 
 /// Reduction targets with their tolerance.
@@ -49,6 +54,8 @@ pub struct Target {
     pub macs: Option<f64>,
     /// Share of parameters to remove.
     pub params: Option<f64>,
+    /// Share of the base network's predicted latency to remove.
+    pub latency: Option<f64>,
     /// Allowed distance from each target.
     pub tolerance: f64,
 }
@@ -57,7 +64,12 @@ impl Target {
     /// True when every given reduction is within tolerance of its target.
     pub fn admits(&self, c: &Candidate) -> bool {
         let near = |target: Option<f64>, value: f64| target.is_none_or(|t| (value - t).abs() <= self.tolerance + 1e-12);
-        near(self.macs, c.macs_reduction) && near(self.params, c.params_reduction)
+        let latency = match (self.latency, c.latency) {
+            (Some(t), Some((_, reduction))) => near(Some(t), reduction),
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        near(self.macs, c.macs_reduction) && near(self.params, c.params_reduction) && latency
     }
 }
 
@@ -71,7 +83,14 @@ impl<'a> Layout<'a> {
             levels,
             round_to: 1,
             base: net.total_cost(),
+            latency: None,
         }
+    }
+
+    /// The same layout with every candidate's latency predicted from `table`.
+    pub fn with_latency(mut self, table: &'a LatencyTable) -> Self {
+        self.latency = Some((table, table.predict_ms(self.net)));
+        self
     }
 
     /// The same layout with every pruned width a multiple of `round_to` (at least 1).
@@ -109,15 +128,19 @@ impl<'a> Layout<'a> {
     pub fn candidate(&self, rates: &[f64]) -> Candidate {
         let widths = self.widths(rates);
         let keep: Vec<Vec<usize>> = widths.iter().map(|&w| (0..w).collect()).collect();
-        let cost = surgery::prune_network(self.net, self.deps, &keep)
-            .expect("prefix keep-sets of admissible widths are valid")
-            .total_cost();
+        let pruned = surgery::prune_network(self.net, self.deps, &keep).expect("prefix keep-sets of admissible widths are valid");
+        let cost = pruned.total_cost();
+        let latency = self.latency.map(|(table, base)| {
+            let ms = table.predict_ms(&pruned);
+            (ms, 1.0 - ms / base)
+        });
         Candidate {
             rates: rates.to_vec(),
             macs: cost.macs,
             params: cost.params,
             macs_reduction: 1.0 - cost.macs as f64 / self.base.macs as f64,
             params_reduction: 1.0 - cost.params as f64 / self.base.params as f64,
+            latency,
             widths,
         }
     }
@@ -197,10 +220,23 @@ pub fn check_space(space: &SearchSpace, layout: &Layout, target: &Target) -> Res
                     ),
                 )
             }
+            (_, _)
+                if target
+                    .latency
+                    .is_some_and(|t| !all.iter().any(|c| c.latency.is_some_and(|l| (l.1 - t).abs() <= target.tolerance))) =>
+            {
+                let (lo, hi) = range(|c| c.latency.map_or(f64::NAN, |l| l.1));
+                (
+                    "constraints",
+                    format!(
+                        "no combination of the space removes {:.1}% ± {tol:.1}% of the predicted latency: they remove {lo:.1}% to {hi:.1}%; change the latency target or `space.rates`",
+                        100.0 * target.latency.unwrap_or_default()
+                    ),
+                )
+            }
             _ => (
                 "constraints",
-                "no combination of the space meets the MACs and the parameters targets at once; loosen `tolerance` or one target"
-                    .to_string(),
+                "no combination of the space meets all the targets at once; loosen `tolerance` or one target".to_string(),
             ),
         };
         return Err(space.error(key, message));

@@ -28,6 +28,9 @@ pub struct Record {
     pub macs_reduction: f64,
     /// Share of parameters removed.
     pub params_reduction: f64,
+    /// Predicted latency of one batch (a search with a latency target), milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_latency_ms: Option<f64>,
     /// The ranking's score when the candidate was chosen: the GCN predictor's (trained on
     /// the rounds before) or the embedding similarity; absent for `ranking = "none"`.
     #[serde(default, alias = "gcn_similarity")]
@@ -200,6 +203,7 @@ mod tests {
 
     fn record(round: usize) -> Record {
         Record {
+            predicted_latency_ms: None,
             round,
             rates: vec![0.5],
             widths: vec![3, round + 1],

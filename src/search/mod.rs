@@ -11,6 +11,7 @@
 
 pub mod candidates;
 pub mod clusters;
+pub mod latency;
 pub mod log;
 pub mod space;
 pub mod strategy;
@@ -199,6 +200,7 @@ pub fn run(
                 params: c.params,
                 macs_reduction: c.macs_reduction,
                 params_reduction: c.params_reduction,
+                predicted_latency_ms: c.latency.map(|(ms, _)| ms),
                 predicted,
                 heldout_accuracy: accuracy,
                 failed,

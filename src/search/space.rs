@@ -220,9 +220,24 @@ pub struct Constraints {
     pub macs_reduction: Option<f64>,
     /// Share of parameters to remove.
     pub params_reduction: Option<f64>,
+    /// Share of the base network's latency to remove, predicted per candidate from a
+    /// lookup table of measured layer latencies (on `[evaluate] backend`).
+    pub latency_reduction: Option<f64>,
+    /// The same target as a latency of one batch in milliseconds (instead of
+    /// `latency_reduction`): the reduction is `1 − latency_ms / base latency`.
+    pub latency_ms: Option<f64>,
+    /// Batch size of the latency target (absent: `[evaluate] latency_batch`).
+    pub latency_batch: Option<usize>,
     /// Allowed distance from each target.
     #[serde(default = "default_tolerance")]
     pub tolerance: f64,
+}
+
+impl Constraints {
+    /// Whether a latency target is given.
+    pub fn has_latency(&self) -> bool {
+        self.latency_reduction.is_some() || self.latency_ms.is_some()
+    }
 }
 
 fn default_tolerance() -> f64 {
@@ -584,10 +599,31 @@ impl SearchSpace {
 
     fn check_constraints(&self) -> Result<(), SpecError> {
         let c = &self.constraints;
-        if c.macs_reduction.is_none() && c.params_reduction.is_none() {
-            return Err(self.error("constraints", "give `macs_reduction` and/or `params_reduction`"));
+        if c.macs_reduction.is_none() && c.params_reduction.is_none() && !c.has_latency() {
+            return Err(self.error(
+                "constraints",
+                "give `macs_reduction`, `params_reduction`, `latency_reduction` or `latency_ms` (one or more)",
+            ));
         }
-        for (key, value) in [("macs_reduction", c.macs_reduction), ("params_reduction", c.params_reduction)] {
+        if c.latency_reduction.is_some() && c.latency_ms.is_some() {
+            return Err(self.error(
+                "constraints.latency_ms",
+                "give `latency_reduction` or `latency_ms`, not both: they are the same target",
+            ));
+        }
+        if let Some(ms) = c.latency_ms
+            && !(ms.is_finite() && ms > 0.0)
+        {
+            return Err(self.error("constraints.latency_ms", format!("{ms} is not a positive number of milliseconds")));
+        }
+        if c.latency_batch == Some(0) {
+            return Err(self.error("constraints.latency_batch", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("macs_reduction", c.macs_reduction),
+            ("params_reduction", c.params_reduction),
+            ("latency_reduction", c.latency_reduction),
+        ] {
             if let Some(v) = value
                 && !(0.0..1.0).contains(&v)
             {
@@ -598,6 +634,12 @@ impl SearchSpace {
             return Err(self.error("constraints.tolerance", "must be in (0, 1)"));
         }
         Ok(())
+    }
+
+    /// Batch size of the latency target: `[constraints] latency_batch`, else
+    /// `[evaluate] latency_batch`.
+    pub fn latency_batch(&self) -> usize {
+        self.constraints.latency_batch.unwrap_or(self.evaluate.latency_batch)
     }
 
     /// Checks that the files the space names exist: the model spec, the weights, the data.
