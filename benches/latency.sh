@@ -26,7 +26,8 @@ heldout = 256
 
 [space]
 clustering = "per_stage"
-rates = [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75]
+rates = [0.0, 0.2, 0.35, 0.5, 0.65]
+max_combinations = 20000
 round_to = $round_to
 
 [constraints]
