@@ -2,6 +2,7 @@
 //! topological order on whichever backend the [`Device`] belongs to.
 
 mod backend;
+mod host_conv;
 
 pub use backend::{Backend, BackendError};
 
@@ -264,6 +265,9 @@ impl Executable {
         let mut tapped: Vec<(usize, Tensor<2>)> = Vec::new();
         let device = x.device();
         let batch = x.dims()[0];
+        // Dense convolutions run on the host where that is the device and nothing is
+        // differentiated (see `host_conv`).
+        let host_convs = !device.is_autodiff() && device == Device::flex();
         let mut values: Vec<Option<Value>> = Vec::with_capacity(self.ops.len());
         let mut input = Some(x);
         // How many later layers still read each value, so that tensors are dropped early.
@@ -285,6 +289,21 @@ impl Executable {
             let params = || self.params[index].expect("conv, linear and BatchNorm layers have parameters");
             let value = match op {
                 Op::Input { .. } => Value::Map(input.take().expect("one input layer")),
+                Op::Conv2d {
+                    stride,
+                    padding,
+                    groups: 1,
+                    ..
+                } if host_convs => {
+                    let p = &self.convs[params()];
+                    Value::Map(host_conv::conv2d(
+                        next().map(),
+                        p.weight.val(),
+                        p.bias.as_ref().map(|b| b.val()),
+                        *stride,
+                        *padding,
+                    ))
+                }
                 Op::Conv2d {
                     stride, padding, groups, ..
                 } => {
