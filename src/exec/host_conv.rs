@@ -49,6 +49,10 @@ fn im2col(image: &[f32], shape: &ConvShape, col: &mut [f32]) {
         for ky in 0..kh {
             for kx in 0..kw {
                 let row = &mut col[((ci * kh + ky) * kw + kx) * l..][..l];
+                if [sh, sw] == [1, 1] && ow == w {
+                    shifted_plane(plane, [h, w], [ky as isize - ph as isize, kx as isize - pw as isize], oh, row);
+                    continue;
+                }
                 for (y, dst) in row.chunks_exact_mut(ow).enumerate() {
                     let iy = (y * sh + ky) as isize - ph as isize;
                     if iy < 0 || iy >= h as isize {
@@ -74,6 +78,33 @@ fn im2col(image: &[f32], shape: &ConvShape, col: &mut [f32]) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The row of one kernel offset `[dy, dx]` for a stride-1 convolution whose output is as
+/// wide as its input: `row[y·w + x] = plane[y + dy][x + dx]` (zero outside the plane),
+/// written as one block copy of the plane shifted by `dy·w + dx`, then the columns that
+/// wrapped around a row edge and the rows outside the plane zeroed.
+fn shifted_plane(plane: &[f32], [h, w]: [usize; 2], [dy, dx]: [isize; 2], oh: usize, row: &mut [f32]) {
+    let (h, w, oh) = (h as isize, w as isize, oh as isize);
+    // Output rows whose input row is inside the plane.
+    let (first, last) = ((-dy).clamp(0, oh), (h - dy).clamp(0, oh));
+    row[..(first * w) as usize].fill(0.0);
+    row[(last * w) as usize..].fill(0.0);
+    if first < last {
+        // Flat output positions [lo, hi) read plane[position + dy·w + dx] where that exists.
+        let shift = dy * w + dx;
+        let (lo, hi) = (first * w, last * w);
+        let (src_lo, src_hi) = ((lo + shift).max(0), (hi + shift).min(h * w));
+        let (dst_lo, dst_hi) = (src_lo - shift, src_hi - shift);
+        row[lo as usize..dst_lo as usize].fill(0.0);
+        row[dst_hi as usize..hi as usize].fill(0.0);
+        row[dst_lo as usize..dst_hi as usize].copy_from_slice(&plane[src_lo as usize..src_hi as usize]);
+        // Columns whose input column x + dx is outside the row read a neighbouring row.
+        let wrapped = if dx > 0 { (w - dx).max(0)..w } else { 0..(-dx).min(w) };
+        for y in first..last {
+            row[(y * w + wrapped.start) as usize..(y * w + wrapped.end) as usize].fill(0.0);
         }
     }
 }
@@ -158,6 +189,11 @@ mod tests {
             (1, 2, 3, 7, 7, [7, 7], [2, 2], [3, 3], true),
             (2, 3, 2, 5, 5, [3, 3], [3, 3], [0, 0], true),
             (1, 3, 4, 4, 4, [3, 3], [1, 1], [3, 3], false),
+            // Stride 1 with the output as wide as the input (the shifted-plane copy): taller
+            // and shorter outputs, a one-pixel-wide image.
+            (2, 3, 5, 9, 6, [5, 3], [1, 1], [0, 1], true),
+            (1, 2, 3, 5, 7, [3, 5], [1, 1], [2, 2], false),
+            (2, 2, 2, 6, 1, [3, 1], [1, 1], [1, 0], true),
         ];
         for (n, c, o, h, w, kernel, stride, padding, bias) in cases {
             let x = Tensor::<4>::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device);
