@@ -4,10 +4,16 @@
 //! output; images run in parallel on the calling rayon pool. burn-flex's own conv converts
 //! the batch to NHWC on one thread, re-packs the weight for every 512-pixel tile and scatters
 //! the tile back; on the shapes of the zoo (batch 64) this is 1.3–1.8× faster per layer.
+//! Small maps (the last stages of a CIFAR VGG) are multiplied for the whole batch at once.
 //! Forward only: training (autodiff) keeps burn's conv.
 
 use burn::tensor::{Tensor, TensorData};
+use gemm::Parallelism;
 use rayon::prelude::*;
+
+/// Output maps with fewer pixels than this are multiplied as one batch: a per-image
+/// multiply with a handful of columns wastes the matrix kernel.
+const BATCHED_BELOW: usize = 64;
 
 /// Geometry of one dense (ungrouped) convolution.
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +116,14 @@ fn shifted_plane(plane: &[f32], [h, w]: [usize; 2], [dy, dx]: [isize; 2], oh: us
 }
 
 /// `out = weight · col (+ bias per row)`: `weight` `[O, K]`, `col` `[K, L]`, `out` `[O, L]`.
-fn multiply(weight: &[f32], col: &[f32], bias: Option<&[f32]>, (o, k, l): (usize, usize, usize), out: &mut [f32]) {
+fn multiply(
+    weight: &[f32],
+    col: &[f32],
+    bias: Option<&[f32]>,
+    (o, k, l): (usize, usize, usize),
+    parallelism: Parallelism,
+    out: &mut [f32],
+) {
     if let Some(bias) = bias {
         for (row, &b) in out.chunks_exact_mut(l).zip(bias) {
             row.fill(b);
@@ -138,7 +151,7 @@ fn multiply(weight: &[f32], col: &[f32], bias: Option<&[f32]>, (o, k, l): (usize
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
@@ -161,13 +174,33 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, stride: 
     let (x, weight) = (host(x.into_data()), host(weight.into_data()));
     let bias = bias.map(|b| host(b.into_data()));
     let mut out = vec![0.0f32; n * o * l];
-    out.par_chunks_mut(o * l).zip(x.par_chunks(c * h * w)).for_each_init(
-        || vec![0.0f32; k * l],
-        |col, (out, image)| {
-            im2col(image, &shape, col);
-            multiply(&weight, col, bias.as_deref(), (o, k, l), out);
-        },
-    );
+    if l >= BATCHED_BELOW {
+        out.par_chunks_mut(o * l).zip(x.par_chunks(c * h * w)).for_each_init(
+            || vec![0.0f32; k * l],
+            |col, (out, image)| {
+                im2col(image, &shape, col);
+                multiply(&weight, col, bias.as_deref(), (o, k, l), Parallelism::None, out);
+            },
+        );
+    } else {
+        // Small maps: one multiply over the whole batch (`[K, N·L]` columns, image after
+        // image), its `[O, N·L]` result then split into the images' `[O, L]` outputs.
+        let (mut cols, mut col) = (vec![0.0f32; k * n * l], vec![0.0f32; k * l]);
+        for (b, image) in x.chunks_exact(c * h * w).enumerate() {
+            im2col(image, &shape, &mut col);
+            for (row, src) in col.chunks_exact(l).enumerate() {
+                cols[row * n * l + b * l..][..l].copy_from_slice(src);
+            }
+        }
+        let mut wide = vec![0.0f32; o * n * l];
+        let threads = Parallelism::Rayon(rayon::current_num_threads());
+        multiply(&weight, &cols, bias.as_deref(), (o, k, n * l), threads, &mut wide);
+        for (b, image) in out.chunks_exact_mut(o * l).enumerate() {
+            for (oc, dst) in image.chunks_exact_mut(l).enumerate() {
+                dst.copy_from_slice(&wide[oc * n * l + b * l..][..l]);
+            }
+        }
+    }
     Tensor::from_data(TensorData::new(out, [n, o, oh, ow]), &device)
 }
 
@@ -194,6 +227,10 @@ mod tests {
             (2, 3, 5, 9, 6, [5, 3], [1, 1], [0, 1], true),
             (1, 2, 3, 5, 7, [3, 5], [1, 1], [2, 2], false),
             (2, 2, 2, 6, 1, [3, 1], [1, 1], [1, 0], true),
+            // Maps of 64 pixels and more go image by image, smaller ones as one batch.
+            (3, 4, 5, 8, 8, [3, 3], [1, 1], [1, 1], true),
+            (3, 6, 4, 4, 4, [3, 3], [1, 1], [1, 1], true),
+            (2, 5, 7, 2, 2, [3, 3], [1, 1], [1, 1], false),
         ];
         for (n, c, o, h, w, kernel, stride, padding, bias) in cases {
             let x = Tensor::<4>::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device);
