@@ -43,7 +43,9 @@ fn median_error(net: &Network, batch: usize) -> f64 {
                 .collect();
             let pruned = network_at(&layout, &rates);
             let predicted = table.predict_ms(&pruned);
-            let measured = latency_ms(&pruned, &weights::initialise(&pruned, 1), batch, &device);
+            // The smaller of two medians: this machine has slow spells of a second or more.
+            let w = weights::initialise(&pruned, 1);
+            let measured = latency_ms(&pruned, &w, batch, &device).min(latency_ms(&pruned, &w, batch, &device));
             let error = (predicted - measured).abs() / measured;
             assert!(error.is_finite(), "predicted {predicted} measured {measured}");
             println!(

@@ -129,6 +129,10 @@ fn probe_network(probe: &Probe) -> Option<Network> {
         feed = match *s {
             Shape::Flat { .. } => b.add(format!("flatten{i}"), Op::Flatten, &[feed]).ok()?,
             Shape::Map { h: 1, w: 1, .. } if (h, w) != (1, 1) => b.add(format!("pool{i}"), Op::GlobalAvgPool, &[feed]).ok()?,
+            // A dense conv runs on the host (exec's `host_conv`), which takes its input
+            // without a copy when no other layer holds it: a relu in front makes it so here,
+            // as it is in a network.
+            Shape::Map { .. } if matches!(probe.op, Op::Conv2d { groups: 1, .. }) => b.add(format!("relu{i}"), Op::Relu, &[feed]).ok()?,
             Shape::Map { .. } => feed,
         };
         feeds.push(feed);
