@@ -3,7 +3,8 @@
 //! pool of that size: burn-flex's kernels run on the pool they are called from).
 //! `benches/speed.sh` runs this and the same networks in PyTorch on the same machine; each
 //! result is a line `RESULT train NETWORK THREADS IMAGES_PER_SEC`.
-//! Run: `cargo run --example train_throughput`.
+//! Run: `cargo run --example train_throughput [NETWORK [THREADS]]` (both networks and both
+//! thread counts by default; one of them to profile it alone).
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -15,11 +16,13 @@ use std::time::Instant;
 
 fn main() {
     let device = Device::flex().autodiff();
-    for (name, file, steps) in [("vgg8", "vgg8_fashion_mnist.toml", 20), ("resnet56", "resnet56_cifar10.toml", 4)] {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let networks = [("vgg8", "vgg8_fashion_mnist.toml", 20), ("resnet56", "resnet56_cifar10.toml", 4)];
+    for (name, file, steps) in networks.into_iter().filter(|(name, ..)| args.first().is_none_or(|a| a == name)) {
         let net = spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(file))
             .unwrap()
             .network;
-        for threads in [1, 2] {
+        for threads in [1, 2].into_iter().filter(|t| args.get(1).is_none_or(|a| *a == t.to_string())) {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let mut exec = Executable::new(&net, &weights::initialise(&net, 0), &device).train();

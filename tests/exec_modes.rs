@@ -67,7 +67,8 @@ fn running_statistics_are_the_batch_mean_and_unbiased_variance() {
     assert!((out[2] + 1.0).abs() < 1e-3 && (out[6] - 1.0).abs() < 1e-3, "{out:?}");
 }
 
-/// The wgpu backend (a GPU, or lavapipe in CI) computes what the CPU backend computes.
+/// The wgpu backend (a GPU, or lavapipe in CI) computes what the CPU backend computes, in
+/// eval and in train mode.
 /// No adapter is a failure, not a skip: CI installs mesa-vulkan-drivers.
 #[test]
 fn cpu_and_wgpu_agree() {
@@ -80,6 +81,29 @@ fn cpu_and_wgpu_agree() {
         let b = to_vec(Executable::new(&net, &w, &wgpu).forward(input(&net, &wgpu)));
         let diff = max_abs_diff(&a, &b);
         assert!(diff <= 1e-3, "{file}: cpu and wgpu differ by {diff}");
+        // Training-mode BatchNorm (sacp's host kernel on the CPU, burn's on wgpu): the same
+        // outputs and running statistics, over maps and, in VGG-8's classifier, vectors.
+        let train = |device: &Device| {
+            let exec = Executable::new(&net, &w, device);
+            let out = to_vec(exec.forward_with(input(&net, device), NormMode::Train { momentum: 0.5 }));
+            (out, exec.weights())
+        };
+        let ((a, wa), (b, wb)) = (train(&cpu), train(&wgpu));
+        let diff = max_abs_diff(&a, &b);
+        assert!(diff <= 1e-3, "{file}: train-mode outputs differ by {diff}");
+        let mut statistics = 0;
+        for name in wa
+            .tensors
+            .keys()
+            .filter(|n| n.ends_with("running_mean") || n.ends_with("running_var"))
+        {
+            let (x, y) = (&wa.get(name).unwrap().data, &wb.get(name).unwrap().data);
+            let scale = y.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let diff = max_abs_diff(x, y) / scale;
+            assert!(diff <= 1e-4, "{file}: {name} differs by {diff} (relative)");
+            statistics += 1;
+        }
+        assert!(statistics >= 2 * 7, "{file}: only {statistics} running statistics compared");
     }
 }
 

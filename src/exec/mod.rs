@@ -2,7 +2,10 @@
 //! topological order on whichever backend the [`Device`] belongs to.
 
 mod backend;
+mod conv_op;
+mod host;
 mod host_conv;
+mod norm_op;
 
 pub use backend::{Backend, BackendError};
 
@@ -265,9 +268,7 @@ impl Executable {
         let mut tapped: Vec<(usize, Tensor<2>)> = Vec::new();
         let device = x.device();
         let batch = x.dims()[0];
-        // Dense convolutions run on the host where that is the device and nothing is
-        // differentiated (see `host_conv`).
-        let host_convs = !device.is_autodiff() && device == Device::flex();
+        let host_convs = on_host(&device);
         let mut values: Vec<Option<Value>> = Vec::with_capacity(self.ops.len());
         let mut input = Some(x);
         // How many later layers still read each value, so that tensors are dropped early.
@@ -296,7 +297,7 @@ impl Executable {
                     ..
                 } if host_convs => {
                     let p = &self.convs[params()];
-                    Value::Map(host_conv::conv2d(
+                    Value::Map(conv_op::conv2d(
                         next().map(),
                         p.weight.val(),
                         p.bias.as_ref().map(|b| b.val()),
@@ -442,6 +443,12 @@ fn local_response_norm(x: Tensor<4>, size: usize, alpha: f64, beta: f64, k: f64)
     x / mean.mul_scalar(alpha).add_scalar(k).powf_scalar(beta)
 }
 
+/// Whether `device` is burn-flex, with or without autodiff: there, dense convolutions
+/// (`conv_op`) and training-mode BatchNorm (`norm_op`) are computed on the host.
+fn on_host(device: &Device) -> bool {
+    *device == Device::flex() || *device == Device::flex().autodiff()
+}
+
 fn normalise<const D: usize>(p: &NormParams, x: Tensor<D>, mode: NormMode) -> Tensor<D> {
     match mode {
         NormMode::Eval => batch_norm(
@@ -456,13 +463,18 @@ fn normalise<const D: usize>(p: &NormParams, x: Tensor<D>, mode: NormMode) -> Te
             // Per channel statistics are over n = batch·h·w values; running variance is kept
             // unbiased, as PyTorch keeps it.
             let n = (x.shape().num_elements() / x.dims()[1]) as f64;
-            let out = batch_norm_train(x, p.gamma.val(), p.beta.val(), p.eps);
-            let unbiased = out.variance.mul_scalar(n / (n - 1.0).max(1.0));
+            let (output, batch_mean, variance) = if on_host(&x.device()) {
+                norm_op::batch_norm_train(x, p.gamma.val(), p.beta.val(), p.eps)
+            } else {
+                let out = batch_norm_train(x, p.gamma.val(), p.beta.val(), p.eps);
+                (out.output, out.mean, out.variance)
+            };
+            let unbiased = variance.mul_scalar(n / (n - 1.0).max(1.0));
             let mean = p
                 .running_mean
                 .value_sync()
                 .mul_scalar(1.0 - momentum)
-                .add(out.mean.mul_scalar(momentum));
+                .add(batch_mean.mul_scalar(momentum));
             let var = p
                 .running_var
                 .value_sync()
@@ -470,7 +482,7 @@ fn normalise<const D: usize>(p: &NormParams, x: Tensor<D>, mode: NormMode) -> Te
                 .add(unbiased.mul_scalar(momentum));
             p.running_mean.update(mean.detach());
             p.running_var.update(var.detach());
-            out.output
+            output
         }
     }
 }
