@@ -17,7 +17,8 @@ use sacp::{spec, weights};
 
 /// Images per batch of `sacp prune`'s recalibration and held-out scoring.
 const PRUNE_BATCH: usize = 64;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Flags of `sacp train`.
 #[derive(Args)]
@@ -480,6 +481,73 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     Ok(())
 }
 
+/// Reaches every device of `[evaluate] devices`, printing each; an error naming those that
+/// cannot be reached or refuse the token.
+fn check_devices(settings: &sacp::pipeline::StageSettings) -> Result<()> {
+    let mut failed = Vec::new();
+    for device in &settings.devices {
+        match device.connect(settings.token.as_deref()) {
+            Ok(_) => println!("  device {device}: reached"),
+            Err(e) => {
+                println!("  device {e}");
+                failed.push(device.to_string());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "[evaluate] devices: {} of {} cannot be used: {}",
+            failed.len(),
+            settings.devices.len(),
+            failed.join(", ")
+        )
+    }
+}
+
+/// `sacp serve`: hosts the local `devices` on WebSocket (`listen`) or Iroh (`iroh`: the
+/// identity file and a UDP port for direct connections) for clients presenting the token in
+/// `token_file`, until SIGTERM.
+pub fn serve(devices: &str, listen: Option<&str>, iroh: Option<(&Path, Option<u16>)>, token_file: &Path) -> Result<()> {
+    use sacp::remote;
+    let token = remote::read_token(token_file).map_err(|e| anyhow::anyhow!("--token-file: {e}"))?;
+    let (specs, devices) = remote::local_devices(devices)?;
+    let hosted: Vec<String> = specs.iter().enumerate().map(|(i, s)| format!("#{i} {s}")).collect();
+    let listen = match (listen, iroh) {
+        (_, Some((path, port))) => {
+            let (identity, id) = remote::iroh_identity(path)?;
+            let dial = match port {
+                None => format!("iroh://{id}#I (through Iroh's public relays)"),
+                Some(port) => format!("iroh://{id}@HOST:{port}#I (direct connections only)"),
+            };
+            println!(
+                "sacp serve: hosting {} over Iroh; clients list {dial} in [evaluate] devices",
+                hosted.join(", ")
+            );
+            remote::Listen::Iroh {
+                identity: Box::new(identity),
+                port,
+            }
+        }
+        (Some(address), None) => {
+            let listener = std::net::TcpListener::bind(address).map_err(|e| anyhow::anyhow!("--listen {address}: {e}"))?;
+            let bound = listener.local_addr()?;
+            println!(
+                "sacp serve: hosting {} on ws://{bound} (WebSocket: unencrypted, trusted networks only); clients list ws://HOST:{}#I in [evaluate] devices",
+                hosted.join(", "),
+                bound.port()
+            );
+            remote::Listen::WebSocket(listener)
+        }
+        (None, None) => anyhow::bail!("give --listen HOST:PORT (WebSocket) or --iroh"),
+    };
+    std::io::stdout().flush()?;
+    remote::serve(devices, &token, listen)?;
+    println!("sacp serve: stopped");
+    Ok(())
+}
+
 pub fn search(
     space: &std::path::Path,
     resume: bool,
@@ -506,7 +574,7 @@ pub fn search(
             let names: Vec<&str> = g.groups.iter().map(|&i| checked.deps.groups[i].name.as_str()).collect();
             println!("  {:<28} {}", g.name, names.join(", "));
         }
-        return Ok(());
+        return check_devices(&checked.settings);
     }
     let options = sacp::pipeline::Options {
         resume,

@@ -21,6 +21,7 @@ pub mod onnx;
 pub mod outputs;
 pub mod pipeline;
 pub mod prune;
+pub mod remote;
 pub mod report;
 pub mod search;
 pub mod spec;

@@ -91,8 +91,9 @@ enum Command {
         /// Results do not depend on it.
         #[arg(long)]
         threads: Option<usize>,
-        /// Only check the file (keys, types, ranges, paths, space size, reachable targets)
-        /// and print the space's size; do no work.
+        /// Only check the file (keys, types, ranges, paths, space size, reachable targets),
+        /// print the space's size and reach every device of `[evaluate] devices` (each one
+        /// unreachable or refusing the token is reported); do no work.
         #[arg(long)]
         check: bool,
         /// No progress bars or messages (errors still go to stderr).
@@ -101,6 +102,34 @@ enum Command {
         /// Print report.json to stdout when done.
         #[arg(long)]
         json: bool,
+    },
+    /// Host this machine's devices for searches on other machines: candidates are evaluated
+    /// here when a search space lists this server in `[evaluate] devices`. Runs until SIGTERM
+    /// or Ctrl+C.
+    Serve {
+        /// Devices to host, comma-separated, all of one backend: `cpu`, or `wgpu`/`wgpu:N`
+        /// (the N-th discrete GPU). A client names them `ws://HOST:PORT#I`, I their position here.
+        #[arg(long, default_value = "cpu")]
+        devices: String,
+        /// WebSocket address to listen on, e.g. 0.0.0.0:4000 (port 0: any free port, printed).
+        /// WebSocket is unencrypted: trusted networks only.
+        #[arg(long, conflicts_with = "iroh")]
+        listen: Option<String>,
+        /// Serve over Iroh instead (authenticated and encrypted, through Iroh's public relays):
+        /// the endpoint id clients dial (`iroh://ID#I`) is printed.
+        #[arg(long)]
+        iroh: bool,
+        /// With --iroh: bind this UDP port and take direct connections only (no relays);
+        /// clients dial `iroh://ID@HOST:PORT#I`.
+        #[arg(long, requires = "iroh")]
+        iroh_port: Option<u16>,
+        /// The Iroh identity (a secret key file, made on first use), so the id survives restarts.
+        #[arg(long, default_value = "sacp-serve.key", requires = "iroh")]
+        identity: PathBuf,
+        /// File whose first line is the token clients must present (`SACP_REMOTE_TOKEN`
+        /// or `[evaluate] token_file` on their side).
+        #[arg(long)]
+        token_file: PathBuf,
     },
     /// Write a network with its weights as ONNX (opset 14, weights as initializers, batch
     /// dimension `N`) or as a safetensors file.
@@ -211,6 +240,19 @@ fn run(command: Command) -> Result<()> {
             quiet,
             json,
         } => commands::search(&space, resume, out, threads, check, quiet, json),
+        Command::Serve {
+            devices,
+            listen,
+            iroh,
+            iroh_port,
+            identity,
+            token_file,
+        } => commands::serve(
+            &devices,
+            listen.as_deref(),
+            iroh.then_some((identity.as_path(), iroh_port)),
+            &token_file,
+        ),
         Command::Train(args) => commands::train(args),
         Command::Eval {
             model,

@@ -3,16 +3,18 @@
 //! with SIGKILL and resumed gives the straight run's winner without evaluating a logged
 //! candidate twice.
 
+mod common;
+
+use common::root;
 use sacp::deps::Dependencies;
 use sacp::search::candidates::{Candidate, Layout, Target};
 use sacp::search::clusters::RateGroup;
 use sacp::search::log::{Header, Log, Record};
 use sacp::search::space::{Parallelism, Ranking, SearchSection, Strategy};
 use sacp::search::{self, Ranked, Space};
-use sacp::{data, train, weights};
+use sacp::{data, weights};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 // ---------- the search driver on a stand-in evaluator (milliseconds) ----------
 
@@ -137,43 +139,8 @@ fn the_driver_does_not_depend_on_the_thread_count() {
 
 // ---------- real runs on the embedded Fashion-MNIST subset ----------
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// VGG-8 briefly trained on the subset, shared by the tests of this file.
 fn base_weights() -> &'static Path {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("search_run_vgg8.safetensors");
-        let net = vgg8();
-        let data = data::open(
-            &format!("fashion-mnist:{}/data/fashion-mnist-subset", root().display()),
-            [1, 28, 28],
-        )
-        .unwrap();
-        let config = train::TrainConfig {
-            epochs: 1,
-            batch_size: 64,
-            lr: 0.05,
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 5e-4,
-            schedule: train::Schedule::Cosine,
-            label_smoothing: 0.0,
-            seed: 0,
-            heldout: 1000,
-            max_steps_per_epoch: Some(40),
-        };
-        let device = burn::tensor::Device::flex();
-        let initial = weights::initialise(&net, 0);
-        let summary = train::train(&net, &initial, &data, &config, None, &device, None, &mut |_| {
-            std::ops::ControlFlow::Continue(())
-        })
-        .unwrap();
-        weights::save(&summary.weights, &path).unwrap();
-        path
-    })
+    common::subset_vgg8_weights()
 }
 
 fn write_space(dir: &Path, budget: usize) -> PathBuf {
@@ -182,49 +149,7 @@ fn write_space(dir: &Path, budget: usize) -> PathBuf {
 
 /// The test space with another importance method and extra tables.
 fn write_space_with(dir: &Path, budget: usize, importance: &str, extra: &str) -> PathBuf {
-    let text = format!(
-        r#"[model]
-spec = "{root}/models/vgg8_fashion_mnist.toml"
-weights = "{weights}"
-
-[data]
-dataset = "fashion-mnist:{root}/data/fashion-mnist-subset"
-heldout = 1000
-
-[space]
-clustering = "per_stage"
-rates = [0.0, 0.25, 0.5, 0.75]
-
-[constraints]
-macs_reduction = 0.5
-tolerance = 0.05
-
-[search]
-strategy = "refine"
-budget = {budget}
-gcn_top_m = 4
-gcn_steps = 40
-importance = "{importance}"
-
-[evaluate]
-backend = "cpu"
-recalibration_batches = 6
-heldout_batches = 6
-
-[finetune]
-epochs = 1
-max_steps = 4
-
-[output]
-folder = "out"
-{extra}
-"#,
-        root = root().display(),
-        weights = base_weights().display()
-    );
-    let path = dir.join("space.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::subset_search_space(dir, budget, importance, "", extra)
 }
 
 fn records(log: &Path) -> Vec<Record> {

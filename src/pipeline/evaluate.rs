@@ -12,33 +12,36 @@ use crate::search::Score;
 use crate::surgery;
 use crate::train::{self, ResidentSplit};
 use crate::weights::Weights;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 /// How a keep-set is scored on a workbench: cut, `recalibration_batches` of BatchNorm
 /// recalibration on the training split, accuracy on the held-out images. Both sets of
 /// images are decoded and uploaded once, when the evaluator is made, and every keep-set
 /// reuses them. Shared by the worker threads.
 pub struct KeepEvaluator<'a> {
-    /// The network, weights, data and device.
+    /// The network, weights and data.
     pub bench: &'a Workbench<'a>,
+    device: Device,
     recalibration: Vec<Tensor<4>>,
     heldout: ResidentSplit,
 }
 
 impl<'a> KeepEvaluator<'a> {
-    /// Uploads the recalibration batches (seeded, from the training split) and `heldout`.
-    pub fn new(bench: &'a Workbench<'a>, heldout: &Split, recalibration_batches: usize) -> Result<Self, DataError> {
+    /// Uploads the recalibration batches (seeded, from the training split) and `heldout` to
+    /// `device`, where every keep-set is then cut, recalibrated and scored.
+    pub fn new(bench: &'a Workbench<'a>, device: &Device, heldout: &Split, recalibration_batches: usize) -> Result<Self, DataError> {
         Ok(KeepEvaluator {
             bench,
+            device: device.clone(),
             recalibration: train::recalibration_batches(
                 &bench.train,
                 &bench.batcher,
                 recalibration_batches,
                 bench.batch_size,
                 bench.seed,
-                bench.device,
+                device,
             )?,
-            heldout: ResidentSplit::upload(heldout, &bench.batcher, bench.batch_size, bench.device)?,
+            heldout: ResidentSplit::upload(heldout, &bench.batcher, bench.batch_size, device)?,
         })
     }
 
@@ -47,7 +50,7 @@ impl<'a> KeepEvaluator<'a> {
     fn recalibrated(&self, keep: &[Vec<usize>]) -> (Network, Executable) {
         let b = self.bench;
         let (net, weights) = surgery::prune(b.net, b.weights, b.deps, keep).expect("keep-sets built by sacp are valid");
-        let exec = Executable::new(&net, &weights, b.device);
+        let exec = Executable::new(&net, &weights, &self.device);
         train::recalibrate(&exec, &self.recalibration);
         (net, exec)
     }

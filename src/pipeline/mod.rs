@@ -17,6 +17,7 @@ mod scoring;
 mod searching;
 mod settings;
 mod workbench;
+mod workers;
 
 pub use base::base_network;
 pub use evaluate::{CandidateEvaluator, KeepEvaluator};
@@ -29,6 +30,7 @@ pub use scoring::{Scored, score_channels};
 pub use searching::search_candidates;
 pub use settings::{StageSettings, fingerprint, interpret};
 pub use workbench::Workbench;
+pub use workers::{WorkerSummary, Workers, connect_all};
 
 use crate::report::Report;
 
@@ -80,6 +82,9 @@ pub enum PipelineError {
     /// The backend could not start.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// Devices of `[evaluate] devices` could not be reached (each with its reason).
+    #[error("[evaluate] devices: {0}")]
+    Workers(String),
     /// The output folder is, or holds, one of the run's inputs.
     #[error(transparent)]
     Overwrite(#[from] crate::outputs::OverwriteError),

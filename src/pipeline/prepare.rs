@@ -2,6 +2,7 @@
 //! settings (`check`), the output folder against the inputs and an existing log, the data
 //! set against the network and the batch sizes, the device; then the output folder is made.
 
+use super::workers::connect_all;
 use super::{Checked, Options, PipelineError, check, io_error};
 use crate::data::{self, DataSet};
 use crate::search::latency::LatencyTable;
@@ -22,6 +23,8 @@ pub struct Run {
     pub data: DataSet,
     /// The device every stage runs on.
     pub device: Device,
+    /// The devices of `[evaluate] devices`, connected (empty: candidates run on `device`).
+    pub workers: Vec<Device>,
     /// The run-time options.
     pub options: Options,
     /// The latency lookup table (a space with a latency target).
@@ -72,6 +75,9 @@ pub fn prepare(path: &Path, options: &Options) -> Result<Run, PipelineError> {
     }
     check_split_sizes(space, &data, space.model.weights.is_none() && checked.embedded.is_none())?;
     let device = checked.settings.backend.device()?;
+    let settings = &checked.settings;
+    let workers = connect_all(&settings.devices, settings.token.as_deref())
+        .map_err(|errors| PipelineError::Workers(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
     std::fs::create_dir_all(&out).map_err(io_error(&out))?;
     let mut run = Run {
         checked,
@@ -79,6 +85,7 @@ pub fn prepare(path: &Path, options: &Options) -> Result<Run, PipelineError> {
         log_path,
         data,
         device,
+        workers,
         options: options.clone(),
         latency: None,
     };

@@ -7,12 +7,13 @@ use super::evaluate::CandidateEvaluator;
 use super::prepare::Run;
 use super::scoring::Scored;
 use super::workbench::Workbench;
+use super::workers::Workers;
 use super::{PipelineError, bar, fingerprint};
 use crate::channels::{channel_energy, keep_widths};
 use crate::gcn::{self, Predictor, PredictorConfig};
 use crate::search::candidates::{Candidate, Layout};
 use crate::search::log::{Header, Log, Record};
-use crate::search::space::Ranking;
+use crate::search::space::{Parallelism, Ranking, SearchSection};
 use crate::search::{self, Outcome, Ranked, Space};
 use indicatif::ProgressBar;
 use std::sync::Mutex;
@@ -25,10 +26,6 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
     let c = &run.checked;
     let space = &c.space;
     let heldout = bench.heldout_batches(space.evaluate.heldout_batches);
-    let evaluator = CandidateEvaluator {
-        keep: bench.keep_evaluator(&heldout, space.evaluate.recalibration_batches)?,
-        scores: &scored.scores,
-    };
     let layout = Layout::new(&c.network, &c.deps, c.rate_groups.clone(), space.levels()).with_round_to(space.space.round_to);
     let layout = match &run.latency {
         Some(table) => layout.with_latency(table),
@@ -64,13 +61,33 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
     );
     let observe = best_so_far(&progress);
     let mut rank = ranker(run, bench, scored)?;
-    let evaluate = |c: &Candidate| Ok(evaluator.accuracy(&c.widths));
     let search_space = Space {
         layout: &layout,
         target: c.target,
         grid: &c.grid,
     };
-    let outcome = search::run(&search_space, &space.search, &mut rank, &evaluate, log, logged, &observe)?;
+    let outcome = if c.settings.devices.is_empty() {
+        let evaluator = CandidateEvaluator {
+            keep: bench.keep_evaluator(&heldout, space.evaluate.recalibration_batches)?,
+            scores: &scored.scores,
+        };
+        let evaluate = |c: &Candidate| Ok(evaluator.accuracy(&c.widths));
+        search::run(&search_space, &space.search, &mut rank, &evaluate, log, logged, &observe)?
+    } else {
+        let workers = Workers::start(run, bench, &heldout, space.evaluate.recalibration_batches)?;
+        let say = |line: String| progress.suspend(|| run.say(line));
+        let names = space.evaluate.devices.join(", ");
+        say(format!("evaluating on {} workers: {names}", workers.len()));
+        let lost = |worker: &str, reason: &str| say(format!("worker {worker} lost ({reason}); its candidate goes to another worker"));
+        let evaluate = |c: &Candidate| {
+            let keep = keep_widths(bench.deps, &scored.scores, &c.widths);
+            workers.evaluate(|evaluator| evaluator.accuracy(&keep), &lost)
+        };
+        let settings = one_candidate_per_worker(&space.search, workers.len());
+        let outcome = search::run(&search_space, &settings, &mut rank, &evaluate, log, logged, &observe)?;
+        workers.summary().iter().for_each(|w| say(w.to_string()));
+        outcome
+    };
     progress.finish_and_clear();
     let winner = &outcome.records[outcome.winner];
     run.say(format!(
@@ -82,6 +99,16 @@ pub fn search_candidates(run: &Run, bench: &Workbench, scored: &Scored) -> Resul
         outcome.reused
     ));
     Ok(outcome)
+}
+
+/// The search's settings when each of `workers` takes one candidate at a time: as many threads
+/// as workers, each waiting on its worker's device.
+fn one_candidate_per_worker(search: &SearchSection, workers: usize) -> SearchSection {
+    SearchSection {
+        threads: workers,
+        parallelism: Parallelism::Candidates,
+        ..search.clone()
+    }
 }
 
 /// The ranker of the space's `ranking`: the GCN predictor (probe energies read once, refitted

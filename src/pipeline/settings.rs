@@ -6,6 +6,7 @@ use crate::exec::Backend;
 use crate::gcn::GcnConfig;
 use crate::gcn_rl::GcnRlConfig;
 use crate::importance::Method;
+use crate::remote::{DeviceSpec, read_token};
 use crate::search::space::SearchSpace;
 use crate::spec::SpecError;
 use clap::ValueEnum;
@@ -21,6 +22,10 @@ pub struct StageSettings {
     pub gcn: GcnConfig,
     /// `[importance.gcn_rl]`, defaults filled in.
     pub gcn_rl: GcnRlConfig,
+    /// `[evaluate] devices`: the candidates' workers (empty: the backend's device).
+    pub devices: Vec<DeviceSpec>,
+    /// The remote devices' token (`[evaluate] token_file`, else `SACP_REMOTE_TOKEN`).
+    pub token: Option<String>,
 }
 
 /// The names a value enum accepts, for error messages.
@@ -76,12 +81,49 @@ pub fn interpret(space: &SearchSpace) -> Result<StageSettings, SpecError> {
             return Err(space.error(&format!("importance.gcn_rl.{key}"), message));
         }
     }
+    let (devices, token) = workers(space)?;
     Ok(StageSettings {
         backend,
         method,
         gcn,
         gcn_rl,
+        devices,
+        token,
     })
+}
+
+/// `[evaluate] devices`, parsed, and the token when any of them is remote: from
+/// `[evaluate] token_file` if given, else the environment variable `SACP_REMOTE_TOKEN`.
+fn workers(space: &SearchSpace) -> Result<(Vec<DeviceSpec>, Option<String>), SpecError> {
+    let e = &space.evaluate;
+    let devices = e
+        .devices
+        .iter()
+        .map(|name| {
+            name.parse::<DeviceSpec>()
+                .map_err(|err| space.error("evaluate.devices", err.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, d) in devices.iter().enumerate() {
+        if devices[..i].contains(d) {
+            return Err(space.error("evaluate.devices", format!("`{d}` is listed twice")));
+        }
+    }
+    let token = match &e.token_file {
+        Some(file) => Some(read_token(&space.resolve(file)).map_err(|err| space.error("evaluate.token_file", err))?),
+        None => std::env::var("SACP_REMOTE_TOKEN").ok().filter(|t| !t.trim().is_empty()),
+    };
+    if token.is_none()
+        && let Some(remote) = devices.iter().find(|d| d.is_remote())
+    {
+        return Err(space.error(
+            "evaluate.devices",
+            format!(
+                "`{remote}` is remote and no token is given: set the environment variable SACP_REMOTE_TOKEN or `[evaluate] token_file` (never the token itself in this file)"
+            ),
+        ));
+    }
+    Ok((devices, token))
 }
 
 /// A hash of everything that decides which candidates are evaluated and how they score
@@ -92,6 +134,11 @@ pub fn fingerprint(space: &SearchSpace, settings: &StageSettings) -> String {
     let search = &space.search;
     let mut evaluate = serde_json::to_value(&space.evaluate).expect("settings serialise");
     evaluate["backend"] = serde_json::to_value(settings.backend).expect("a backend serialises");
+    // Which workers evaluate does not change a result: a search resumes on other devices.
+    if let Some(e) = evaluate.as_object_mut() {
+        e.remove("devices");
+        e.remove("token_file");
+    }
     let decisive = serde_json::json!({
         "model": space.model, "train": space.train, "data": space.data, "space": space.space,
         "constraints": space.constraints, "search": {

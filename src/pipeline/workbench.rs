@@ -77,9 +77,9 @@ impl<'a> Workbench<'a> {
     }
 
     /// Scores keep-sets on `heldout` after `recalibration_batches` of BatchNorm
-    /// recalibration on the training split.
+    /// recalibration on the training split, on the bench's device.
     pub fn keep_evaluator(&'a self, heldout: &Split, recalibration_batches: usize) -> Result<KeepEvaluator<'a>, DataError> {
-        KeepEvaluator::new(self, heldout, recalibration_batches)
+        KeepEvaluator::new(self, self.device, heldout, recalibration_batches)
     }
 
     /// The images data-driven methods look at: the first `max(256, samples)` training

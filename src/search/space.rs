@@ -355,6 +355,15 @@ pub struct EvaluateSection {
     pub heldout_batches: usize,
     /// Batch size of the latency measurement in the report.
     pub latency_batch: usize,
+    /// The devices candidates are evaluated on, one candidate at a time each (`cpu`,
+    /// `wgpu:0`, `ws://HOST:PORT#0`, ...; interpreted by the pipeline). Empty: the
+    /// backend's device, `[search] threads` candidates at once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// File holding the token of the remote devices' servers, relative to the search-space
+    /// file (else the environment variable `SACP_REMOTE_TOKEN`); never the token itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
 }
 
 impl Default for EvaluateSection {
@@ -364,6 +373,8 @@ impl Default for EvaluateSection {
             recalibration_batches: 20,
             heldout_batches: 0,
             latency_batch: 32,
+            devices: Vec::new(),
+            token_file: None,
         }
     }
 }

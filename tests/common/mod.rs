@@ -198,3 +198,88 @@ pub fn half_macs_l1(net: &Network, weights: &Weights, device: &Device) -> Pruned
     })
     .unwrap()
 }
+
+/// VGG-8 trained 40 steps on the embedded Fashion-MNIST subset (seeded), made once per test
+/// binary and shared by its tests.
+pub fn subset_vgg8_weights() -> &'static Path {
+    static BASE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}_vgg8.safetensors", env!("CARGO_CRATE_NAME")));
+        let net = sacp::spec::load(&root().join("models/vgg8_fashion_mnist.toml")).unwrap().network;
+        let data = sacp::data::open(
+            &format!("fashion-mnist:{}/data/fashion-mnist-subset", root().display()),
+            [1, 28, 28],
+        )
+        .unwrap();
+        let config = sacp::train::TrainConfig {
+            epochs: 1,
+            batch_size: 64,
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+            schedule: sacp::train::Schedule::Cosine,
+            label_smoothing: 0.0,
+            seed: 0,
+            heldout: 1000,
+            max_steps_per_epoch: Some(40),
+        };
+        let initial = weights::initialise(&net, 0);
+        let summary = sacp::train::train(&net, &initial, &data, &config, None, &Device::flex(), None, &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        weights::save(&summary.weights, &path).unwrap();
+        path
+    })
+}
+
+/// A small search space on the subset and [`subset_vgg8_weights`] (per-stage, 50% ± 5% MACs,
+/// refine, 6 recalibration and 6 held-out batches, 4 fine-tuning steps), written to
+/// `dir/space.toml` with `importance`, extra `[evaluate]` keys and extra tables.
+pub fn subset_search_space(dir: &Path, budget: usize, importance: &str, evaluate_extra: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"[model]
+spec = "{root}/models/vgg8_fashion_mnist.toml"
+weights = "{weights}"
+
+[data]
+dataset = "fashion-mnist:{root}/data/fashion-mnist-subset"
+heldout = 1000
+
+[space]
+clustering = "per_stage"
+rates = [0.0, 0.25, 0.5, 0.75]
+
+[constraints]
+macs_reduction = 0.5
+tolerance = 0.05
+
+[search]
+strategy = "refine"
+budget = {budget}
+gcn_top_m = 4
+gcn_steps = 40
+importance = "{importance}"
+
+[evaluate]
+backend = "cpu"
+recalibration_batches = 6
+heldout_batches = 6
+{evaluate_extra}
+
+[finetune]
+epochs = 1
+max_steps = 4
+
+[output]
+folder = "out"
+{extra}
+"#,
+        root = root().display(),
+        weights = subset_vgg8_weights().display()
+    );
+    let path = dir.join("space.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
