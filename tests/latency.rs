@@ -35,6 +35,7 @@ fn median_error(net: &Network, batch: usize) -> f64 {
     let table = build_table(&layout, batch, &device, None, &indicatif::ProgressBar::hidden());
     let base = sacp::spec::fingerprint(net);
     assert!(table.fits(&format!("{device:?}"), batch, &base));
+    println!("  calibration: {:.3} × layer sum + {:.2} ms", table.scale, table.offset_ms);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut errors: Vec<f64> = (0..10)
         .map(|_| {

@@ -21,6 +21,9 @@ use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+/// How many times each calibration network is timed (interleaved; the fastest counts).
+const CALIBRATION_ROUNDS: usize = 3;
+
 /// A layer to time: its operation and input shapes at some channel counts.
 #[derive(Clone, Debug)]
 struct Probe {
@@ -129,10 +132,6 @@ fn probe_network(probe: &Probe) -> Option<Network> {
         feed = match *s {
             Shape::Flat { .. } => b.add(format!("flatten{i}"), Op::Flatten, &[feed]).ok()?,
             Shape::Map { h: 1, w: 1, .. } if (h, w) != (1, 1) => b.add(format!("pool{i}"), Op::GlobalAvgPool, &[feed]).ok()?,
-            // A dense conv runs on the host (exec's `host_conv`), which takes its input
-            // without a copy when no other layer holds it: a relu in front makes it so here,
-            // as it is in a network.
-            Shape::Map { .. } if matches!(probe.op, Op::Conv2d { groups: 1, .. }) => b.add(format!("relu{i}"), Op::Relu, &[feed]).ok()?,
             Shape::Map { .. } => feed,
         };
         feeds.push(feed);
@@ -192,15 +191,21 @@ pub fn build_table(layout: &Layout, batch: usize, device: &Device, cached: Optio
         progress.inc(1);
     }
     table.entries.sort_by(|a, b| a.shape.cmp(&b.shape));
-    let points: Vec<(f64, f64)> = layout
+    let nets: Vec<Network> = layout
         .levels
         .iter()
-        .map(|&rate| {
-            let net = network_at(layout, &vec![rate; layout.rate_groups.len()]);
-            progress.inc(1);
-            (table.layer_sum_ms(&net), latency_ms(&net, &initialise(&net, 0), batch, device))
-        })
+        .map(|&rate| network_at(layout, &vec![rate; layout.rate_groups.len()]))
         .collect();
+    let mut whole = vec![f64::INFINITY; nets.len()];
+    // The smallest of interleaved rounds: a slow spell of the machine during one round
+    // would otherwise bias every prediction the fitted line makes.
+    for _ in 0..CALIBRATION_ROUNDS {
+        for (ms, net) in whole.iter_mut().zip(&nets) {
+            *ms = ms.min(latency_ms(net, &initialise(net, 0), batch, device));
+        }
+    }
+    progress.inc(nets.len() as u64);
+    let points: Vec<(f64, f64)> = nets.iter().zip(whole).map(|(net, ms)| (table.layer_sum_ms(net), ms)).collect();
     table.calibrate(&points);
     table
 }
