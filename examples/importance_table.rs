@@ -2,11 +2,11 @@
 //! method at each share of the MACs removed, held-out accuracy after BatchNorm
 //! recalibration and after the same short fine-tune, and the time scoring took.
 //!
-//! `importance_table [FINE_TUNE_STEPS] [METHODS] [TARGETS] [ALLOCATION] [MAGNITUDE_PRIOR]`, e.g.
+//! `importance_table [FINE_TUNE_STEPS] [METHODS] [TARGETS] [ALLOCATION] [MAGNITUDE_PRIOR] [EPISODES]`, e.g.
 //! `importance_table 100 gcn-rl,gcn,l1,similarity,random 0.5,0.7 global` (the defaults;
 //! `all` for every method; `uniform` to give every group the same pruning rate, so that
 //! only the choice of channels inside a group differs between methods; MAGNITUDE_PRIOR is
-//! gcn-rl's `magnitude_prior`, default 1).
+//! gcn-rl's `magnitude_prior`, default 1; EPISODES its `episodes`, default 24).
 //! `benches/importance.sh` runs it. Trains the base network for one epoch first and caches
 //! it in `target/importance_table/`. gcn-rl's reward is measured on the first 256 held-out
 //! images; the table's accuracies are on the other 4 744, which steer nothing.
@@ -77,6 +77,11 @@ fn main() -> anyhow::Result<()> {
             .map(|s| s.parse())
             .transpose()?
             .unwrap_or(GcnRlConfig::default().magnitude_prior),
+        episodes: args
+            .get(6)
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(GcnRlConfig::default().episodes),
         ..GcnRlConfig::default()
     };
     let bench = Workbench::new(&net, &base, &deps, &set, 5000, 64, 0, &device);
