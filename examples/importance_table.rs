@@ -6,7 +6,7 @@
 //! `importance_table 100 gcn-rl,gcn,l1,similarity,random 0.5,0.7 global` (the defaults;
 //! `all` for every method; `uniform` to give every group the same pruning rate, so that
 //! only the choice of channels inside a group differs between methods; MAGNITUDE_PRIOR is
-//! gcn-rl's `magnitude_prior`, default 1; EPISODES its `episodes`, default 24).
+//! gcn-rl's `magnitude_prior`, default 1; EPISODES its `episodes`, default 96).
 //! `benches/importance.sh` runs it. Trains the base network for one epoch first and caches
 //! it in `target/importance_table/`. gcn-rl's reward is measured on the first 256 held-out
 //! images; the table's accuracies are on the other 4 744, which steer nothing.

@@ -327,7 +327,7 @@ pub struct PruneArgs {
     #[arg(long, default_value_t = GcnConfig::default().steps)]
     gcn_steps: usize,
     /// TOML file whose [importance.gcn_rl] table sets the gcn-rl agents (episodes, samples,
-    /// lr, actions, hidden, magnitude_prior, penalty, recalibration_batches, heldout_batches); a search-space
+    /// lr, actions, hidden, magnitude_prior, recalibration_batches, heldout_batches); a search-space
     /// file works. Defaults apply without it. gcn-rl needs --data.
     #[arg(long, value_name = "FILE")]
     gcn_rl_settings: Option<PathBuf>,

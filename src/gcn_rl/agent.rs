@@ -1,7 +1,14 @@
 //! The per-layer agents: a two-layer graph convolution over a channel graph that gives
-//! every channel a keep logit, on top of a fixed prior (the keep rate that meets the target,
-//! tilted towards filters of larger magnitude). The output layer starts at zero, so an
-//! untrained agent follows the prior, and training moves it by what the rewards teach.
+//! every channel a logit in its group's policy, on top of a fixed prior (a tilt towards
+//! filters of larger magnitude). The output layer starts at zero, so an untrained agent
+//! follows the prior, and training moves it by what the rewards teach.
+//!
+//! Each layer sees a channel's own input beside its neighbours' mix (`[Â·X, X]`, as in
+//! GraphSAGE): a channel graph is dense (every pair of channels is joined, by `exp(−D/mean
+//! D)`), so `Â·X` alone gives a channel's own features a weight of a few percent and every
+//! channel of a group nearly the same logit. With `Â·X` alone, agents trained on a reward
+//! that only the filter norm explains (the share of L1 mass kept, 32 episodes) raised it
+//! from 0.691 to 0.696.
 
 use super::graph::{ChannelGraph, NODE_FEATURES};
 use crate::gcn::Dense;
@@ -11,7 +18,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-/// One agent: `Â·relu(Â·X·W1 + b1)·W2 + b2`, one logit per channel.
+/// One agent: `H = relu([Â·X, X]·W1 + b1)`, logits `[Â·H, H]·W2 + b2`, one per channel.
 #[derive(Module, Debug)]
 pub struct Agent {
     hidden: Dense,
@@ -32,13 +39,11 @@ pub struct GraphTensors {
 }
 
 impl GraphTensors {
-    /// Moves `graph` to `device`; the prior logit of a channel is `base + magnitude_weight ×`
-    /// its standardised filter magnitude.
-    pub fn new(graph: &ChannelGraph, base: f32, magnitude_weight: f32, device: &Device) -> GraphTensors {
+    /// Moves `graph` to `device`; the prior logit of a channel is `magnitude_weight ×` its
+    /// standardised filter magnitude.
+    pub fn new(graph: &ChannelGraph, magnitude_weight: f32, device: &Device) -> GraphTensors {
         let n = graph.size;
-        let prior: Vec<f32> = (0..n)
-            .map(|c| base + magnitude_weight * graph.features[c * NODE_FEATURES])
-            .collect();
+        let prior: Vec<f32> = (0..n).map(|c| magnitude_weight * graph.features[c * NODE_FEATURES]).collect();
         GraphTensors {
             adjacency: Tensor::from_data(TensorData::new(graph.adjacency.clone(), [n, n]), device),
             features: Tensor::from_data(TensorData::new(graph.features.clone(), [n, NODE_FEATURES]), device),
@@ -53,21 +58,22 @@ impl Agents {
         let mut rng = StdRng::seed_from_u64(seed);
         let agents = (0..count)
             .map(|_| Agent {
-                hidden: Dense::new(NODE_FEATURES, hidden, &mut rng, device),
-                output: Dense::constant(hidden, 1, 0.0, device),
+                hidden: Dense::new(2 * NODE_FEATURES, hidden, &mut rng, device),
+                output: Dense::constant(2 * hidden, 1, 0.0, device),
             })
             .collect();
         Agents { agents }
     }
 
-    /// Every agent's keep logits (`[channels]`) on its graph, plus the graph's prior.
+    /// Every agent's logits (`[channels]`) on its graph, plus the graph's prior.
     pub fn logits(&self, graphs: &[GraphTensors]) -> Vec<Tensor<1>> {
         self.agents
             .iter()
             .zip(graphs)
             .map(|(agent, g)| {
-                let h = relu(agent.hidden.apply(g.adjacency.clone().matmul(g.features.clone())));
-                let out = agent.output.apply(g.adjacency.clone().matmul(h));
+                let with_own = |x: Tensor<2>| Tensor::cat(vec![g.adjacency.clone().matmul(x.clone()), x], 1);
+                let h = relu(agent.hidden.apply(with_own(g.features.clone())));
+                let out = agent.output.apply(with_own(h));
                 let n = out.dims()[0];
                 out.reshape([n]) + g.prior.clone()
             })
