@@ -154,6 +154,7 @@ fn throughput() -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    sacp::exec::keep_freed_memory();
     match std::env::args().nth(1).as_deref() {
         Some("throughput") => throughput(),
         _ => anyhow::bail!("usage: search_bench throughput"),

@@ -177,6 +177,7 @@ enum ExportFormat {
 /// Runs the command; an error is printed as one message (with its causes), never as a
 /// panic or a backtrace, and the exit code is 1.
 fn main() -> std::process::ExitCode {
+    sacp::exec::keep_freed_memory();
     match run(Cli::parse().command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

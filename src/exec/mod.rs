@@ -1,12 +1,14 @@
 //! The executor: a burn [`Module`] built from a network graph and its weights, run in
 //! topological order on whichever backend the [`Device`] belongs to.
 
+mod allocator;
 mod backend;
 mod conv_op;
 mod host;
 mod host_conv;
 mod norm_op;
 
+pub use allocator::keep_freed_memory;
 pub use backend::{Backend, BackendError};
 
 use crate::ir::{Network, Op};
