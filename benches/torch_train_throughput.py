@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch_models import resnet56, vgg8
 
-for name, make, shape, steps in [("vgg8", vgg8, (64, 1, 28, 28), 20), ("resnet56", resnet56, (64, 3, 32, 32), 4)]:
+for name, make, shape, steps in [("vgg8", vgg8, (64, 1, 28, 28), 40), ("resnet56", resnet56, (64, 3, 32, 32), 8)]:
     for threads in [1, 2]:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
