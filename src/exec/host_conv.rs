@@ -53,6 +53,18 @@ impl ConvShape {
     }
 }
 
+/// Zeroes a slice. The short ones (a kernel's columns past a row's edge: one or two values
+/// per output row) are written directly, where a call to `memset` costs more than the stores.
+fn zero(values: &mut [f32]) {
+    match values {
+        [] => {}
+        [a] => *a = 0.0,
+        [a, b] => (*a, *b) = (0.0, 0.0),
+        [a, b, c] => (*a, *b, *c) = (0.0, 0.0, 0.0),
+        _ => values.fill(0.0),
+    }
+}
+
 /// Unfolds one `C × H × W` image into `col` (`[C·kh·kw, OH·OW]`, row-major).
 fn im2col(image: &[f32], shape: &ConvShape, col: &mut [f32]) {
     let [c, h, w] = shape.input;
@@ -76,8 +88,8 @@ fn im2col(image: &[f32], shape: &ConvShape, col: &mut [f32]) {
                     }
                     let src = &plane[iy as usize * w..][..w];
                     let (first, last) = shape.columns_inside(kx);
-                    dst[..first].fill(0.0);
-                    dst[last..].fill(0.0);
+                    zero(&mut dst[..first]);
+                    zero(&mut dst[last..]);
                     if first == last {
                         continue;
                     }
@@ -111,14 +123,43 @@ fn shifted_plane(plane: &[f32], [h, w]: [usize; 2], [dy, dx]: [isize; 2], oh: us
         let (lo, hi) = (first * w, last * w);
         let (src_lo, src_hi) = ((lo + shift).max(0), (hi + shift).min(h * w));
         let (dst_lo, dst_hi) = (src_lo - shift, src_hi - shift);
-        row[lo as usize..dst_lo as usize].fill(0.0);
-        row[dst_hi as usize..hi as usize].fill(0.0);
+        zero(&mut row[lo as usize..dst_lo as usize]);
+        zero(&mut row[dst_hi as usize..hi as usize]);
         row[dst_lo as usize..dst_hi as usize].copy_from_slice(&plane[src_lo as usize..src_hi as usize]);
         // Columns whose input column x + dx is outside the row read a neighbouring row.
         let wrapped = if dx > 0 { (w - dx).max(0)..w } else { 0..(-dx).min(w) };
         for y in first..last {
-            row[(y * w + wrapped.start) as usize..(y * w + wrapped.end) as usize].fill(0.0);
+            zero(&mut row[(y * w + wrapped.start) as usize..(y * w + wrapped.end) as usize]);
         }
+    }
+}
+
+/// The transpose of `shifted_plane`: `plane[y + dy][x + dx] += row[y·w + x]` wherever that
+/// pixel exists, as one contiguous add of the row onto the plane shifted by `dy·w + dx`
+/// after zeroing the row's entries whose column `x + dx` falls outside the plane (they would
+/// land on a neighbouring row). The sums are those of the row-by-row loop, in its order.
+fn add_shifted_row(row: &mut [f32], [h, w]: [usize; 2], [dy, dx]: [isize; 2], oh: usize, plane: &mut [f32]) {
+    let (h, w, oh) = (h as isize, w as isize, oh as isize);
+    let (first, last) = ((-dy).clamp(0, oh), (h - dy).clamp(0, oh));
+    if first >= last {
+        return;
+    }
+    let wrapped = if dx > 0 { (w - dx).max(0)..w } else { 0..(-dx).min(w) };
+    for y in first..last {
+        zero(&mut row[(y * w + wrapped.start) as usize..(y * w + wrapped.end) as usize]);
+    }
+    let shift = dy * w + dx;
+    let (lo, hi) = (first * w, last * w);
+    let (src_lo, src_hi) = ((lo + shift).max(0), (hi + shift).min(h * w));
+    if src_lo >= src_hi {
+        return;
+    }
+    let (dst_lo, dst_hi) = (src_lo - shift, src_hi - shift);
+    for (p, r) in plane[src_lo as usize..src_hi as usize]
+        .iter_mut()
+        .zip(&row[dst_lo as usize..dst_hi as usize])
+    {
+        *p += r;
     }
 }
 
@@ -196,18 +237,28 @@ fn gemm_into(dst: &mut [f32], (m, n, depth): (usize, usize, usize), lhs: View, r
     }
 }
 
-/// `out = weight · col + bias per row`: `weight` `[O, K]`, `col` `[K, L]`, `out` `[O, L]`.
-fn multiply(weight: &[f32], col: &[f32], bias: &[f32], (o, k, l): (usize, usize, usize), parallelism: Parallelism, out: &mut [f32]) {
-    for (row, &b) in out.chunks_exact_mut(l).zip(bias) {
-        row.fill(b);
-    }
+/// `out += weight · col`: `weight` `[O, K]`, `col` `[K, L]`, `out` `[O, L]` (holding the
+/// bias rows).
+fn multiply(weight: &[f32], col: &[f32], (o, k, l): (usize, usize, usize), parallelism: Parallelism, out: &mut [f32]) {
     gemm_into(out, (o, l, k), View::rows(weight, k), View::rows(col, l), true, parallelism);
+}
+
+/// `copies` blocks of `[O, L]` rows, row `o` of each holding `bias[o]`: written once,
+/// without first zeroing the buffer.
+fn bias_rows(bias: &[f32], l: usize, copies: usize) -> Vec<f32> {
+    let mut rows = Vec::with_capacity(copies * bias.len() * l);
+    for _ in 0..copies {
+        for &b in bias {
+            rows.extend(std::iter::repeat_n(b, l));
+        }
+    }
+    rows
 }
 
 /// Adds each row of `col` (`[C·kh·kw, OH·OW]`, the layout `im2col` writes) back onto the
 /// image positions it was read from: the transpose of `im2col`, added to `image` (which the
-/// caller zeroes).
-fn col2im(col: &[f32], shape: &ConvShape, image: &mut [f32]) {
+/// caller zeroes). `col` is scratch: the entries that fall outside the image are zeroed.
+fn col2im(col: &mut [f32], shape: &ConvShape, image: &mut [f32]) {
     let [c, h, w] = shape.input;
     let [oh, ow] = shape.output();
     let ([kh, kw], [sh, sw], [ph, pw]) = (shape.kernel, shape.stride, shape.padding);
@@ -216,7 +267,11 @@ fn col2im(col: &[f32], shape: &ConvShape, image: &mut [f32]) {
         let plane = &mut image[ci * h * w..(ci + 1) * h * w];
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = &col[((ci * kh + ky) * kw + kx) * l..][..l];
+                let row = &mut col[((ci * kh + ky) * kw + kx) * l..][..l];
+                if [sh, sw] == [1, 1] && ow == w {
+                    add_shifted_row(row, [h, w], [ky as isize - ph as isize, kx as isize - pw as isize], oh, plane);
+                    continue;
+                }
                 let (first, last) = shape.columns_inside(kx);
                 if first == last {
                     continue;
@@ -251,15 +306,16 @@ pub(super) fn forward(x: &[f32], weight: &[f32], bias: &[f32], n: usize, shape: 
     let o = bias.len();
     let [oh, ow] = shape.output();
     let (k, l) = (shape.columns(), oh * ow);
-    let mut out = vec![0.0f32; n * o * l];
     if l >= BATCHED_BELOW {
+        let mut out = bias_rows(bias, l, n);
         out.par_chunks_mut(o * l).zip(x.par_chunks(c * h * w)).for_each_init(
             || vec![0.0f32; k * l],
             |col, (out, image)| {
                 im2col(image, shape, col);
-                multiply(weight, col, bias, (o, k, l), Parallelism::None, out);
+                multiply(weight, col, (o, k, l), Parallelism::None, out);
             },
         );
+        out
     } else {
         // Small maps: one multiply over the whole batch (`[K, N·L]` columns, image after
         // image), its `[O, N·L]` result then split into the images' `[O, L]` outputs.
@@ -270,16 +326,17 @@ pub(super) fn forward(x: &[f32], weight: &[f32], bias: &[f32], n: usize, shape: 
                 cols[row * n * l + b * l..][..l].copy_from_slice(src);
             }
         }
-        let mut wide = vec![0.0f32; o * n * l];
+        let mut wide = bias_rows(bias, n * l, 1);
         let threads = Parallelism::Rayon(rayon::current_num_threads());
-        multiply(weight, &cols, bias, (o, k, n * l), threads, &mut wide);
-        for (b, image) in out.chunks_exact_mut(o * l).enumerate() {
-            for (oc, dst) in image.chunks_exact_mut(l).enumerate() {
-                dst.copy_from_slice(&wide[oc * n * l + b * l..][..l]);
+        multiply(weight, &cols, (o, k, n * l), threads, &mut wide);
+        let mut out = Vec::with_capacity(n * o * l);
+        for b in 0..n {
+            for oc in 0..o {
+                out.extend_from_slice(&wide[oc * n * l + b * l..][..l]);
             }
         }
+        out
     }
-    out
 }
 
 /// Gradients of a convolution: given its input `x`, `weight` and the gradient `grad` of its
