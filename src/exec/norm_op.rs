@@ -82,9 +82,13 @@ fn moments(values: &[f32], [n, c, l]: [usize; 3]) -> Vec<(f64, f64)> {
 fn per_run(dims: [usize; 3], f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
     let [n, c, l] = dims;
     let mut out = vec![0.0f32; n * c * l];
-    out.par_chunks_mut(l.max(1))
-        .enumerate()
-        .for_each(|(row, run)| f(row % c, row * l, run));
+    // A task per sample, its channels' runs in turn: the runs of a small map are too short
+    // to be tasks of their own.
+    out.par_chunks_mut((c * l).max(1)).enumerate().for_each(|(b, sample)| {
+        for (ch, run) in sample.chunks_exact_mut(l.max(1)).enumerate() {
+            f(ch, (b * c + ch) * l, run);
+        }
+    });
     out
 }
 
@@ -145,8 +149,9 @@ impl HostNormOps for Flex {
         let scale: Vec<f32> = (0..dims[1]).map(|ch| gamma[ch] / (variance[ch] + epsilon).sqrt() as f32).collect();
         let shift: Vec<f32> = (0..dims[1]).map(|ch| beta[ch] - mean[ch] as f32 * scale[ch]).collect();
         let out = per_run(dims, |ch, at, run| {
-            for (o, &v) in run.iter_mut().zip(&values[at..]) {
-                *o = v * scale[ch] + shift[ch];
+            let (scale, shift, len) = (scale[ch], shift[ch], run.len());
+            for (o, &v) in run.iter_mut().zip(&values[at..at + len]) {
+                *o = v * scale + shift;
             }
         });
         let stat = |v: Vec<f64>| flex_tensor(v.into_iter().map(|s| s as f32).collect(), Shape::new([dims[1]]));
@@ -176,7 +181,8 @@ fn backward(x: &[f32], gamma: &[f32], mean: &[f32], variance: &[f32], epsilon: f
         .collect();
     let x_grad = per_run(dims, |ch, at, run| {
         let [a, b, d] = coefficients[ch];
-        for ((o, &g), &v) in run.iter_mut().zip(&grad[at..]).zip(&x[at..]) {
+        let len = run.len();
+        for ((o, &g), &v) in run.iter_mut().zip(&grad[at..at + len]).zip(&x[at..at + len]) {
             *o = a * g + b * v + d;
         }
     });
