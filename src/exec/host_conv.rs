@@ -65,8 +65,10 @@ fn zero(values: &mut [f32]) {
     }
 }
 
-/// Unfolds one `C × H × W` image into `col` (`[C·kh·kw, OH·OW]`, row-major).
-fn im2col(image: &[f32], shape: &ConvShape, col: &mut [f32]) {
+/// Unfolds one `C × H × W` image into `col` (`[C·kh·kw, OH·OW]`, row-major), whose rows
+/// start `row_stride` values apart (`OH·OW` for one image's own buffer; wider when the
+/// image is one block of a batch's side-by-side columns).
+fn im2col(image: &[f32], shape: &ConvShape, col: &mut [f32], row_stride: usize) {
     let [c, h, w] = shape.input;
     let [oh, ow] = shape.output();
     let ([kh, kw], [sh, sw], [ph, pw]) = (shape.kernel, shape.stride, shape.padding);
@@ -75,7 +77,7 @@ fn im2col(image: &[f32], shape: &ConvShape, col: &mut [f32]) {
         let plane = &image[ci * h * w..(ci + 1) * h * w];
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = &mut col[((ci * kh + ky) * kw + kx) * l..][..l];
+                let row = &mut col[((ci * kh + ky) * kw + kx) * row_stride..][..l];
                 if [sh, sw] == [1, 1] && ow == w {
                     shifted_plane(plane, [h, w], [ky as isize - ph as isize, kx as isize - pw as isize], oh, row);
                     continue;
@@ -311,7 +313,7 @@ pub(super) fn forward(x: &[f32], weight: &[f32], bias: &[f32], n: usize, shape: 
         out.par_chunks_mut(o * l).zip(x.par_chunks(c * h * w)).for_each_init(
             || vec![0.0f32; k * l],
             |col, (out, image)| {
-                im2col(image, shape, col);
+                im2col(image, shape, col, l);
                 multiply(weight, col, (o, k, l), Parallelism::None, out);
             },
         );
@@ -319,12 +321,9 @@ pub(super) fn forward(x: &[f32], weight: &[f32], bias: &[f32], n: usize, shape: 
     } else {
         // Small maps: one multiply over the whole batch (`[K, N·L]` columns, image after
         // image), its `[O, N·L]` result then split into the images' `[O, L]` outputs.
-        let (mut cols, mut col) = (vec![0.0f32; k * n * l], vec![0.0f32; k * l]);
+        let mut cols = vec![0.0f32; k * n * l];
         for (b, image) in x.chunks_exact(c * h * w).enumerate() {
-            im2col(image, shape, &mut col);
-            for (row, src) in col.chunks_exact(l).enumerate() {
-                cols[row * n * l + b * l..][..l].copy_from_slice(src);
-            }
+            im2col(image, shape, &mut cols[b * l..], n * l);
         }
         let mut wide = bias_rows(bias, n * l, 1);
         let threads = Parallelism::Rayon(rayon::current_num_threads());
@@ -364,7 +363,7 @@ pub(super) fn backward(
         .fold(
             || (zeros(), vec![0.0f32; k * l], vec![0.0f32; l * o]),
             |((mut dw_t, mut db), mut col, mut g_t), (image, g)| {
-                im2col(image, shape, &mut col);
+                im2col(image, shape, &mut col, l);
                 // dWᵀ += col · gᵀ, gᵀ laid out row-major (gemm packs a strided operand one
                 // element at a time; gᵀ is kh·kw times smaller than colᵀ).
                 transpose(g, o, l, &mut g_t);
