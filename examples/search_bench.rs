@@ -9,7 +9,8 @@
 //!
 //! How well rankings predict accuracy is `examples/ranking_bench.rs`.
 //!
-//! `cargo run --example search_bench -- throughput`
+//! `cargo run --example search_bench -- throughput [vgg8|resnet56]` (one network only when
+//! it is named, e.g. to profile it).
 
 use burn::tensor::Device;
 use sacp::channels;
@@ -89,7 +90,7 @@ fn evaluate_all(
     (outcome.records, started.elapsed().as_secs_f64())
 }
 
-fn throughput() -> anyhow::Result<()> {
+fn throughput(only: Option<&str>) -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = Target {
         latency: None,
@@ -115,6 +116,9 @@ fn throughput() -> anyhow::Result<()> {
             4,
         ),
     ] {
+        if only.is_some_and(|only| only != key) {
+            continue;
+        }
         let net = spec::load(&root.join(spec_file))?.network;
         let w = weights::initialise(&net, 0);
         let deps = Dependencies::analyse(&net);
@@ -155,8 +159,10 @@ fn throughput() -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     sacp::exec::keep_freed_memory();
-    match std::env::args().nth(1).as_deref() {
-        Some("throughput") => throughput(),
-        _ => anyhow::bail!("usage: search_bench throughput"),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["throughput"] => throughput(None),
+        ["throughput", only @ ("vgg8" | "resnet56")] => throughput(Some(only)),
+        _ => anyhow::bail!("usage: search_bench throughput [vgg8|resnet56]"),
     }
 }

@@ -7,6 +7,7 @@ mod conv_op;
 mod host;
 mod host_conv;
 mod norm_op;
+mod pool_op;
 
 pub use allocator::keep_freed_memory;
 pub use backend::{Backend, BackendError};
@@ -270,7 +271,7 @@ impl Executable {
         let mut tapped: Vec<(usize, Tensor<2>)> = Vec::new();
         let device = x.device();
         let batch = x.dims()[0];
-        let host_convs = on_host(&device);
+        let host_kernels = on_host(&device);
         let mut values: Vec<Option<Value>> = Vec::with_capacity(self.ops.len());
         let mut input = Some(x);
         // How many later layers still read each value, so that tensors are dropped early.
@@ -297,7 +298,7 @@ impl Executable {
                     padding,
                     groups: 1,
                     ..
-                } if host_convs => {
+                } if host_kernels => {
                     let p = &self.convs[params()];
                     Value::Map(conv_op::conv2d(
                         next().map(),
@@ -327,6 +328,18 @@ impl Executable {
                 }
                 Op::Relu => next().apply(activation::relu, activation::relu),
                 Op::Relu6 => next().apply(|t| t.clamp(0.0, 6.0), |t| t.clamp(0.0, 6.0)),
+                Op::MaxPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                    ceil_mode,
+                } if host_kernels && padding[..2] == padding[2..] => Value::Map(pool_op::max_pool2d(
+                    next().map(),
+                    *kernel,
+                    *stride,
+                    [padding[0], padding[1]],
+                    *ceil_mode,
+                )),
                 Op::MaxPool2d {
                     kernel,
                     stride,
@@ -379,7 +392,9 @@ impl Executable {
                 Op::Concat => Value::Map(Tensor::cat(args.map(Value::map).collect(), 1)),
                 Op::ZeroPad { before, after, stride } => {
                     let x = next().map();
-                    let x = if *stride > 1 {
+                    let x = if *stride > 1 && host_kernels {
+                        pool_op::max_pool2d(x, [1, 1], [*stride; 2], [0, 0], false)
+                    } else if *stride > 1 {
                         max_pool2d(x, MaxPoolOptions::new([1, 1]).with_stride([*stride; 2]))
                     } else {
                         x
@@ -446,7 +461,8 @@ fn local_response_norm(x: Tensor<4>, size: usize, alpha: f64, beta: f64, k: f64)
 }
 
 /// Whether `device` is burn-flex, with or without autodiff: there, dense convolutions
-/// (`conv_op`) and training-mode BatchNorm (`norm_op`) are computed on the host.
+/// (`conv_op`), training-mode BatchNorm (`norm_op`) and max pooling (`pool_op`) are
+/// computed on the host.
 fn on_host(device: &Device) -> bool {
     *device == Device::flex() || *device == Device::flex().autodiff()
 }
