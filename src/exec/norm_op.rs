@@ -82,14 +82,19 @@ fn moments(values: &[f32], [n, c, l]: [usize; 3]) -> Vec<(f64, f64)> {
 fn per_run(dims: [usize; 3], f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
     let [n, c, l] = dims;
     let mut out = vec![0.0f32; n * c * l];
+    for_each_run(&mut out, dims, f);
+    out
+}
+
+/// Calls `f(channel, offset, run)` on every run of an `[N, C, L]` buffer, in parallel.
+fn for_each_run(values: &mut [f32], [_, c, l]: [usize; 3], f: impl Fn(usize, usize, &mut [f32]) + Sync) {
     // A task per sample, its channels' runs in turn: the runs of a small map are too short
     // to be tasks of their own.
-    out.par_chunks_mut((c * l).max(1)).enumerate().for_each(|(b, sample)| {
+    values.par_chunks_mut((c * l).max(1)).enumerate().for_each(|(b, sample)| {
         for (ch, run) in sample.chunks_exact_mut(l.max(1)).enumerate() {
             f(ch, (b * c + ch) * l, run);
         }
     });
-    out
 }
 
 /// `Σ f(a[i], b[i])` over two runs of the same length, in eight f32 lanes (which the
@@ -148,14 +153,23 @@ impl HostNormOps for Flex {
         // out = x · scale + shift, scale = γ/σ, shift = β − μ · scale
         let scale: Vec<f32> = (0..dims[1]).map(|ch| gamma[ch] / (variance[ch] + epsilon).sqrt() as f32).collect();
         let shift: Vec<f32> = (0..dims[1]).map(|ch| beta[ch] - mean[ch] as f32 * scale[ch]).collect();
-        let out = per_run(dims, |ch, at, run| {
-            let (scale, shift, len) = (scale[ch], shift[ch], run.len());
-            for (o, &v) in run.iter_mut().zip(&values[at..at + len]) {
-                *o = v * scale + shift;
+        drop(values);
+        // The output overwrites the input when nothing else holds it (a conv's output on its
+        // way to this layer in inference), else a copy of it.
+        let dense = x.as_slice::<f32>().map(<[f32]>::len) == Some(x.storage::<f32>().len());
+        let mut out = if x.is_unique() && dense {
+            x
+        } else {
+            flex_tensor(elements(&x).into_owned(), x.shape())
+        };
+        for_each_run(out.storage_mut::<f32>(), dims, |ch, _, run| {
+            let (scale, shift) = (scale[ch], shift[ch]);
+            for v in run {
+                *v = *v * scale + shift;
             }
         });
         let stat = |v: Vec<f64>| flex_tensor(v.into_iter().map(|s| s as f32).collect(), Shape::new([dims[1]]));
-        (flex_tensor(out, x.shape()), stat(mean), stat(variance))
+        (out, stat(mean), stat(variance))
     }
 }
 
@@ -316,6 +330,24 @@ mod tests {
                 assert!(gap <= 1e-4, "{dims:?}: {what} {gap}");
             }
         }
+    }
+
+    #[test]
+    fn an_unshared_input_is_normalised_in_place_to_the_same_values() {
+        let device = Device::flex();
+        let x = Tensor::<4>::random([3, 4, 5, 5], Distribution::Normal(2.0, 3.0), &device);
+        let gamma = Tensor::<1>::random([4], Distribution::Normal(1.0, 0.5), &device);
+        let beta = Tensor::<1>::random([4], Distribution::Normal(0.0, 1.0), &device);
+        let read = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
+        // `x` shared (a clone outlives the call): written to a copy; then `x` itself, the
+        // last handle on its memory: overwritten.
+        let (copied, ..) = super::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+        let input = read(x.clone());
+        let (in_place, ..) = super::batch_norm_train(x, gamma, beta, 1e-5);
+        let (copied, in_place) = (read(copied), read(in_place));
+        assert_ne!(copied, input, "the output is normalised, not the input");
+        assert!(copied.iter().all(|v| v.is_finite()));
+        assert_eq!(copied, in_place);
     }
 
     #[test]

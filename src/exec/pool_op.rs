@@ -99,13 +99,17 @@ fn forward(x: &[f32], window: &Window) -> Vec<f32> {
             || vec![0.0f32; w],
             |rows_max, (out, plane)| {
                 for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
-                    rows_max.fill(f32::NEG_INFINITY);
-                    for y in window.span(0, oy) {
+                    let mut rows = window.span(0, oy);
+                    match rows.next() {
+                        Some(first) => rows_max.copy_from_slice(&plane[first * w..][..w]),
+                        None => rows_max.fill(f32::NEG_INFINITY),
+                    }
+                    for y in rows {
                         for (m, &v) in rows_max.iter_mut().zip(&plane[y * w..][..w]) {
                             *m = m.max(v);
                         }
                     }
-                    let maximum = |values: &[f32]| values.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    let maximum = |values: &[f32]| values.iter().copied().reduce(f32::max).unwrap_or(f32::NEG_INFINITY);
                     // Side-by-side windows without padding (VGG's 2×2 halving) are the
                     // chunks of the row; the others, and a last partial window, are spans.
                     let tiled = if window.kernel[1] == window.stride[1] && window.padding[1] == 0 {
