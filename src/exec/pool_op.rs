@@ -2,19 +2,19 @@
 //! burn-flex pools through its 3-D kernel and computes the index of every maximum even when
 //! only the values are wanted: on the 28×28 VGG-8 that was a fifth of a candidate's
 //! evaluation. Here each output is the maximum of its window read straight from the NCHW
-//! planes; the backward pass finds the maximum again (the first of equal ones in the
-//! window) and adds the output gradient to it, so nothing is stored.
+//! planes. Under autodiff the forward pass also notes where each maximum is (the first of
+//! equal ones in the window), and the backward pass adds each output's gradient there.
 
 use super::host::{elements, flex_tensor};
-use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::tensor::Tensor;
+use burn::tensor::{Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Max pooling with the same padding on both sides of each axis, computed on the host.
 #[backend_extension(Flex, Autodiff)]
@@ -68,22 +68,6 @@ impl Window {
         let end = (start + self.kernel[axis] as isize).clamp(0, self.input[axis] as isize) as usize;
         (start.max(0) as usize).min(end)..end
     }
-
-    /// Where in `plane` output `(oy, ox)`'s maximum is (the first of equal maxima, row by
-    /// row), and its value; `None` for a window wholly in the padding.
-    fn argmax(&self, plane: &[f32], oy: usize, ox: usize) -> Option<(usize, f32)> {
-        let w = self.input[1];
-        let columns = self.span(1, ox);
-        let mut best: Option<(usize, f32)> = None;
-        for y in self.span(0, oy) {
-            for (i, &v) in plane[y * w..][columns.clone()].iter().enumerate() {
-                if best.is_none_or(|(_, b)| v > b) {
-                    best = Some((y * w + columns.start + i, v));
-                }
-            }
-        }
-        best
-    }
 }
 
 /// The maxima of every `H × W` plane of `x` (planes one after another): `planes · OH · OW`.
@@ -92,57 +76,82 @@ impl Window {
 fn forward(x: &[f32], window: &Window) -> Vec<f32> {
     let ([h, w], [oh, ow]) = (window.input, window.output);
     let mut out = vec![0.0f32; x.len() / (h * w) * oh * ow];
-    out.par_chunks_mut(oh * ow)
-        .zip(x.par_chunks(h * w))
-        .with_min_len(8)
-        .for_each_init(
-            || vec![0.0f32; w],
-            |rows_max, (out, plane)| {
-                for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
-                    let mut rows = window.span(0, oy);
-                    match rows.next() {
-                        Some(first) => rows_max.copy_from_slice(&plane[first * w..][..w]),
-                        None => rows_max.fill(f32::NEG_INFINITY),
-                    }
-                    for y in rows {
-                        for (m, &v) in rows_max.iter_mut().zip(&plane[y * w..][..w]) {
-                            *m = m.max(v);
-                        }
-                    }
-                    let maximum = |values: &[f32]| values.iter().copied().reduce(f32::max).unwrap_or(f32::NEG_INFINITY);
-                    // Side-by-side windows without padding (VGG's 2×2 halving) are the
-                    // chunks of the row; the others, and a last partial window, are spans.
-                    let tiled = if window.kernel[1] == window.stride[1] && window.padding[1] == 0 {
-                        for (o, values) in out_row.iter_mut().zip(rows_max.chunks_exact(window.kernel[1])) {
-                            *o = maximum(values);
-                        }
-                        w / window.kernel[1]
-                    } else {
-                        0
-                    };
-                    for (ox, o) in out_row.iter_mut().enumerate().skip(tiled) {
-                        *o = maximum(&rows_max[window.span(1, ox)]);
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).with_min_len(8).for_each_init(
+        || vec![0.0f32; w],
+        |rows_max, (out, plane)| {
+            for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
+                let mut rows = window.span(0, oy);
+                match rows.next() {
+                    Some(first) => rows_max.copy_from_slice(&plane[first * w..][..w]),
+                    None => rows_max.fill(f32::NEG_INFINITY),
+                }
+                for y in rows {
+                    for (m, &v) in rows_max.iter_mut().zip(&plane[y * w..][..w]) {
+                        *m = m.max(v);
                     }
                 }
-            },
-        );
+                let maximum = |values: &[f32]| values.iter().copied().reduce(f32::max).unwrap_or(f32::NEG_INFINITY);
+                // Side-by-side windows without padding (VGG's 2×2 halving) are the
+                // chunks of the row; the others, and a last partial window, are spans.
+                let tiled = if window.kernel[1] == window.stride[1] && window.padding[1] == 0 {
+                    for (o, values) in out_row.iter_mut().zip(rows_max.chunks_exact(window.kernel[1])) {
+                        *o = maximum(values);
+                    }
+                    w / window.kernel[1]
+                } else {
+                    0
+                };
+                for (ox, o) in out_row.iter_mut().enumerate().skip(tiled) {
+                    *o = maximum(&rows_max[window.span(1, ox)]);
+                }
+            }
+        },
+    );
     out
 }
 
-/// The gradient of `x` given the gradient of the pooled output: each output's gradient
-/// added at its window's maximum.
-fn backward(x: &[f32], grad: &[f32], window: &Window) -> Vec<f32> {
+/// As `forward`, and for each output where in its plane its maximum is: the first of
+/// equal maxima, row by row; `u32::MAX` for a window wholly in the padding.
+fn forward_with_indices(x: &[f32], window: &Window) -> (Vec<f32>, Vec<u32>) {
     let ([h, w], [oh, ow]) = (window.input, window.output);
-    let mut dx = vec![0.0f32; x.len()];
-    dx.par_chunks_mut(h * w)
-        .zip(x.par_chunks(h * w).zip(grad.par_chunks(oh * ow)))
+    let outputs = x.len() / (h * w) * oh * ow;
+    let (mut out, mut at) = (vec![0.0f32; outputs], vec![0u32; outputs]);
+    out.par_chunks_mut(oh * ow)
+        .zip(at.par_chunks_mut(oh * ow))
+        .zip(x.par_chunks(h * w))
         .with_min_len(8)
-        .for_each(|(dx, (plane, g))| {
-            for (oy, row) in g.chunks_exact(ow).enumerate() {
-                for (ox, &gv) in row.iter().enumerate() {
-                    if let Some((at, _)) = window.argmax(plane, oy, ox) {
-                        dx[at] += gv;
+        .for_each(|((out, at), plane)| {
+            for (oy, (out_row, at_row)) in out.chunks_exact_mut(ow).zip(at.chunks_exact_mut(ow)).enumerate() {
+                let rows = window.span(0, oy);
+                for (ox, (o, a)) in out_row.iter_mut().zip(at_row.iter_mut()).enumerate() {
+                    let columns = window.span(1, ox);
+                    let (mut best, mut best_at) = (f32::NEG_INFINITY, u32::MAX);
+                    for y in rows.clone() {
+                        for (i, &v) in plane[y * w..][columns.clone()].iter().enumerate() {
+                            if best_at == u32::MAX || v > best {
+                                (best, best_at) = (v, (y * w + columns.start + i) as u32);
+                            }
+                        }
                     }
+                    (*o, *a) = (best, best_at);
+                }
+            }
+        });
+    (out, at)
+}
+
+/// The gradient of `x` (`planes` planes of `H × W`) given the gradient of the pooled
+/// output and where each output's maximum was: each output's gradient added there.
+fn backward(grad: &[f32], at: &[u32], window: &Window, planes: usize) -> Vec<f32> {
+    let ([h, w], [oh, ow]) = (window.input, window.output);
+    let mut dx = vec![0.0f32; planes * h * w];
+    dx.par_chunks_mut(h * w)
+        .zip(grad.par_chunks(oh * ow).zip(at.par_chunks(oh * ow)))
+        .with_min_len(8)
+        .for_each(|(dx, (g, at))| {
+            for (&g, &a) in g.iter().zip(at) {
+                if let Some(d) = dx.get_mut(a as usize) {
+                    *d += g;
                 }
             }
         });
@@ -169,23 +178,21 @@ impl HostPoolOps for Flex {
     }
 }
 
-/// The backward step of `host_max_pool2d` under autodiff; its state is the checkpointed
-/// input and the pooling's options.
+/// The backward step of `host_max_pool2d` under autodiff; its state is where each output's
+/// maximum was, the input's shape and the pooling's geometry.
 #[derive(Debug)]
 struct HostMaxPoolBackward;
 
 impl Backward<Flex, 1> for HostMaxPoolBackward {
-    type State = (NodeId, [usize; 2], [usize; 2], [usize; 2], bool);
+    type State = (Arc<Vec<u32>>, Shape, Window);
 
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let (x_id, kernel, stride, padding, ceil_mode) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FloatTensor<Flex>>(x_id);
+        let (at, shape, window) = ops.state;
         if let Some(node) = node_x {
-            let (_, window) = geometry(&x, kernel, stride, padding, ceil_mode);
-            let dx = backward(&elements(&x), &elements(&grad), &window);
-            grads.register::<Flex>(node.id, flex_tensor(dx, x.shape()));
+            let planes = shape[0] * shape[1];
+            grads.register::<Flex>(node.id, flex_tensor(backward(&elements(&grad), &at, &window, planes), shape));
         }
     }
 }
@@ -200,9 +207,12 @@ impl<C: CheckpointStrategy> HostPoolOps for Autodiff<Flex, C> {
     ) -> FloatTensor<Self> {
         let prep = HostMaxPoolBackward.prepare::<C>([x.node()]).compute_bound().stateful();
         match prep {
-            OpsKind::Tracked(mut prep) => {
-                let state = (prep.checkpoint(&x), kernel, stride, padding, ceil_mode);
-                prep.finish(state, Flex::host_max_pool2d(x.into_primitive(), kernel, stride, padding, ceil_mode))
+            OpsKind::Tracked(prep) => {
+                let x = x.into_primitive();
+                let ([n, c], window) = geometry(&x, kernel, stride, padding, ceil_mode);
+                let (out, at) = forward_with_indices(&elements(&x), &window);
+                let [oh, ow] = window.output;
+                prep.finish((Arc::new(at), x.shape(), window), flex_tensor(out, [n, c, oh, ow]))
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::host_max_pool2d(x.into_primitive(), kernel, stride, padding, ceil_mode)),
         }
