@@ -1,5 +1,5 @@
 //! Moving tensors between burn-flex and host slices, for the operations sacp computes on the
-//! host (`conv_op`, `norm_op`).
+//! host (`conv_op`, `norm_op`, `pool_op`).
 
 use burn::backend::Flex;
 use burn::backend::tensor::FloatTensor;
