@@ -2,15 +2,19 @@
 """The same training step as examples/train_throughput.rs in PyTorch (CPU): the 28x28 zoo
 network (VGG-8) and ResNet-56 with option-A shortcuts (3x32x32), batch 64, SGD with Nesterov
 momentum, on 1 and 2 threads. Each result is a line `RESULT train NETWORK THREADS
-IMAGES_PER_SEC` (benches/speed.sh reads them)."""
+IMAGES_PER_SEC` (benches/speed.sh reads them).
 
+usage: torch_train_throughput.py [NETWORK]   (vgg8 or resnet56; both by default)"""
+
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from torch_models import resnet56, vgg8
 
-for name, make, shape, steps in [("vgg8", vgg8, (64, 1, 28, 28), 40), ("resnet56", resnet56, (64, 3, 32, 32), 8)]:
+networks = [("vgg8", vgg8, (64, 1, 28, 28), 40), ("resnet56", resnet56, (64, 3, 32, 32), 8)]
+for name, make, shape, steps in [n for n in networks if sys.argv[1:2] in ([], [n[0]])]:
     for threads in [1, 2]:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
