@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Latency targets (issue 17's figures): `sacp search` on the zoo's VGG-16 and ResNet-56
+# Latency targets (issue 17's figures). First how well the lookup table predicts this
+# machine (examples/latency_table.rs: VGG-16 and ResNet-56 pruned at random levels, batch 8,
+# median error of ten), then `sacp search` on the zoo's VGG-16 and ResNet-56
 # (32×32, seeded random weights, synthetic images: latency does not depend on either) with
 # `latency_reduction = 0.5` (a 2× speed-up) at batch 32 on the CPU backend, once with
 # `round_to = 1` and once with `round_to = 8`. Prints, per run, the MACs removed, the
@@ -8,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --no-run --locked >/dev/null 2>&1
+./target/debug/examples/latency_table
 sacp=target/debug/sacp
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -17,12 +17,16 @@ use crate::surgery;
 use crate::weights::{self, initialise};
 use burn::tensor::Device;
 use indicatif::ProgressBar;
+use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// How many times each calibration network is timed (interleaved; the fastest counts).
 const CALIBRATION_ROUNDS: usize = 3;
+/// Calibration networks with rates drawn at random per rate group, besides the one per
+/// level with every group at that level: the line is fitted on the mixes the search ranks.
+const CALIBRATION_MIXES: usize = 4;
 
 /// A layer to time: its operation and input shapes at some channel counts.
 #[derive(Clone, Debug)]
@@ -141,10 +145,22 @@ fn probe_network(probe: &Probe) -> Option<Network> {
     b.finish().ok()
 }
 
-/// Milliseconds of one layer alone (a layer that cannot be run alone counts zero; the
-/// calibration takes it into the whole network's share).
-fn time_probe(probe: &Probe, batch: usize, device: &Device) -> f64 {
-    probe_network(probe).map_or(0.0, |net| latency_ms(&net, &initialise(&net, 0), batch, device))
+/// Milliseconds of one layer alone by `stopwatch` (a layer that cannot be run alone counts
+/// zero; the calibration takes it into the whole network's share).
+fn time_probe(probe: &Probe, stopwatch: &dyn Fn(&Network) -> f64) -> f64 {
+    probe_network(probe).map_or(0.0, |net| stopwatch(&net))
+}
+
+/// The rate vectors of the calibration networks: every rate group at one level, for each
+/// level, then [`CALIBRATION_MIXES`] seeded random mixes of the levels.
+fn calibration_rates(layout: &Layout) -> Vec<Vec<f64>> {
+    let (groups, levels) = (layout.rate_groups.len(), &layout.levels);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let uniform = levels.iter().map(|&rate| vec![rate; groups]);
+    let mixes: Vec<Vec<f64>> = (0..CALIBRATION_MIXES)
+        .map(|_| (0..groups).map(|_| levels[rng.random_range(0..levels.len())]).collect())
+        .collect();
+    uniform.chain(mixes).collect()
 }
 
 /// Where the table of this device and batch size is cached.
@@ -156,13 +172,26 @@ fn table_path(out: &Path, device: &Device, batch: usize) -> PathBuf {
     out.join(format!("latency-{}-b{batch}.json", backend.trim_matches('-')))
 }
 
-/// The latency table of `layout`'s network on `device` at `batch`: `cached` entries are
-/// reused when they belong to the same device, batch and network; the layer shapes it
-/// lacks are timed (`progress` counts them), and the calibration is refitted on the
-/// networks with every rate group at the same level, one per level, whenever anything was
-/// timed.
+/// The latency table of `layout`'s network on `device` at `batch`, each network timed by
+/// [`latency_ms`] (see [`build_table_with`]).
 pub fn build_table(layout: &Layout, batch: usize, device: &Device, cached: Option<LatencyTable>, progress: &ProgressBar) -> LatencyTable {
-    let backend = format!("{device:?}");
+    let stopwatch = |net: &Network| latency_ms(net, &initialise(net, 0), batch, device);
+    build_table_with(layout, batch, format!("{device:?}"), cached, progress, &stopwatch)
+}
+
+/// The latency table of `layout`'s network on `backend` at `batch`, every network timed by
+/// `stopwatch` (milliseconds per batch): `cached` entries are reused when they belong to
+/// the same backend, batch and network; the layer shapes it lacks are timed (`progress`
+/// counts them), and the calibration is refitted whenever anything was timed, on the
+/// networks of [`calibration_rates`].
+pub fn build_table_with(
+    layout: &Layout,
+    batch: usize,
+    backend: String,
+    cached: Option<LatencyTable>,
+    progress: &ProgressBar,
+    stopwatch: &dyn Fn(&Network) -> f64,
+) -> LatencyTable {
     let network = fingerprint(layout.net);
     let mut table = cached
         .filter(|t| t.fits(&backend, batch, &network))
@@ -179,10 +208,11 @@ pub fn build_table(layout: &Layout, batch: usize, device: &Device, cached: Optio
     if missing.is_empty() {
         return table;
     }
-    progress.set_length((missing.len() + layout.levels.len()) as u64);
+    let calibration = calibration_rates(layout);
+    progress.set_length((missing.len() + calibration.len()) as u64);
     let mut timed: HashMap<String, f64> = HashMap::new();
     for (shape, probe) in missing {
-        let ms = *timed.entry(probe.key()).or_insert_with(|| time_probe(&probe, batch, device));
+        let ms = *timed.entry(probe.key()).or_insert_with(|| time_probe(&probe, stopwatch));
         table.entries.push(Entry {
             shape,
             work: probe.work,
@@ -191,17 +221,13 @@ pub fn build_table(layout: &Layout, batch: usize, device: &Device, cached: Optio
         progress.inc(1);
     }
     table.entries.sort_by(|a, b| a.shape.cmp(&b.shape));
-    let nets: Vec<Network> = layout
-        .levels
-        .iter()
-        .map(|&rate| network_at(layout, &vec![rate; layout.rate_groups.len()]))
-        .collect();
+    let nets: Vec<Network> = calibration.iter().map(|rates| network_at(layout, rates)).collect();
     let mut whole = vec![f64::INFINITY; nets.len()];
     // The smallest of interleaved rounds: a slow spell of the machine during one round
     // would otherwise bias every prediction the fitted line makes.
     for _ in 0..CALIBRATION_ROUNDS {
         for (ms, net) in whole.iter_mut().zip(&nets) {
-            *ms = ms.min(latency_ms(net, &initialise(net, 0), batch, device));
+            *ms = ms.min(stopwatch(net));
         }
     }
     progress.inc(nets.len() as u64);

@@ -23,7 +23,7 @@ pub use base::base_network;
 pub use evaluate::{CandidateEvaluator, KeepEvaluator};
 pub use export::export;
 pub use finetune::finetune_winner;
-pub use latency::{build_table, check_latency, network_at, plan_latency};
+pub use latency::{build_table, build_table_with, check_latency, network_at, plan_latency};
 pub use measure::latency_ms;
 pub use prepare::{Run, prepare};
 pub use scoring::{Scored, score_channels};
