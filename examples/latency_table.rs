@@ -10,7 +10,8 @@ use rand::{RngExt, SeedableRng};
 use sacp::deps::Dependencies;
 use sacp::pipeline::{build_table, latency_ms, network_at};
 use sacp::search::candidates::Layout;
-use sacp::search::clusters::RateGroup;
+use sacp::search::clusters;
+use sacp::search::space::Clustering;
 use sacp::{spec, weights};
 use std::path::Path;
 use std::time::Instant;
@@ -22,13 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for name in ["vgg16_cifar10", "resnet56_cifar10"] {
         let net = spec::load(&root.join("models").join(format!("{name}.toml")))?.network;
         let deps = Dependencies::analyse(&net);
-        let groups: Vec<RateGroup> = deps
-            .prunable()
-            .map(|g| RateGroup {
-                name: g.name.clone(),
-                groups: vec![g.id],
-            })
-            .collect();
+        let groups = clusters::clustered(&net, &deps.prunable().collect::<Vec<_>>(), Clustering::PerLayer);
         let layout = Layout::new(&net, &deps, groups, vec![0.0, 0.25, 0.5, 0.75]);
         let started = Instant::now();
         let table = build_table(&layout, batch, &device, None, &indicatif::ProgressBar::hidden());

@@ -8,8 +8,9 @@ use sacp::deps::Dependencies;
 use sacp::ir::{Network, Op};
 use sacp::pipeline::{Options, build_table_with, network_at};
 use sacp::search::candidates::Layout;
-use sacp::search::clusters::RateGroup;
+use sacp::search::clusters;
 use sacp::search::latency::layer_work;
+use sacp::search::space::Clustering;
 use sacp::weights;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -37,13 +38,7 @@ fn stand_in_ms(net: &Network) -> f64 {
 /// ten pruned at random rates between them (widths the table interpolates).
 fn stand_in_errors(net: &Network) -> (Vec<f64>, Vec<f64>) {
     let deps = Dependencies::analyse(net);
-    let groups: Vec<RateGroup> = deps
-        .prunable()
-        .map(|g| RateGroup {
-            name: g.name.clone(),
-            groups: vec![g.id],
-        })
-        .collect();
+    let groups = clusters::clustered(net, &deps.prunable().collect::<Vec<_>>(), Clustering::PerLayer);
     let layout = Layout::new(net, &deps, groups, vec![0.0, 0.25, 0.5, 0.75]);
     let hidden = indicatif::ProgressBar::hidden();
     let table = build_table_with(&layout, 8, "stand-in".into(), None, &hidden, &stand_in_ms);

@@ -406,15 +406,11 @@ fn the_predictor_trained_on_a_logged_search_ranks_the_rest_better_than_the_l1_pr
     )
     .unwrap();
     // 32 per-layer candidates at about half the MACs, each scored for real.
-    let per_layer: Vec<RateGroup> = deps
-        .groups
-        .iter()
-        .filter(|g| g.prunable())
-        .map(|g| RateGroup {
-            name: g.name.clone(),
-            groups: vec![g.id],
-        })
-        .collect();
+    let per_layer = sacp::search::clusters::clustered(
+        &net,
+        &deps.prunable().collect::<Vec<_>>(),
+        sacp::search::space::Clustering::PerLayer,
+    );
     let layout = Layout::new(&net, &deps, per_layer, (0..9).map(|i| i as f64 / 10.0).collect());
     let target = Target {
         latency: None,
