@@ -3,7 +3,7 @@
 # recalibration? VGG-8 and ResNet-20 (input 1x28x28) trained one epoch on the full
 # Fashion-MNIST (apt-get install dataset-fashion-mnist), per-stage and per-layer spaces at
 # 50% and 75% of the MACs, every candidate evaluated once and cached in
-# target/ranking_bench/ (about 2 hours on 2 cores the first time, seconds after). Prints
+# target/ranking_bench/ (about 15 minutes on 2 cores the first time, seconds after). Prints
 # Spearman of the SACP similarity, the GCN predictor (prior and trained) and two proxies,
 # and the regret at 4/8/16 evaluations. Built with the test profile (optimised
 # dependencies), so no second burn build is needed. `--cached` analyses what is cached.

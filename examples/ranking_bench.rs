@@ -8,12 +8,14 @@
 //! per-stage space (levels 0, 0.2, .., 0.8, every feasible point) and the per-layer space
 //! (levels 0, 0.1, .., 0.9, 200 feasible points sampled), at 50% and 75% of the MACs
 //! removed (tolerance 0.05). Every candidate is evaluated once (L1 channel order within
-//! groups, 10 recalibration batches, 20 held-out batches of 64) and cached, so a rerun only
-//! recomputes the rankings. Printed per set: Spearman(score, accuracy) of every ranking
+//! groups, 20 recalibration batches as a search's default, 20 held-out batches of 64) and
+//! cached, so a rerun only recomputes the rankings. Printed per set: Spearman(score, accuracy) of every ranking
 //! (the predictor's prior sums log kept-energy shares over layers; "per group" is the same
 //! sum over channel groups, each once, measured as an alternative),
 //! and the regret at m = 4, 8, 16 evaluations (best of all minus best found) for the
-//! rankings and for random m-subsets. `--cached` analyses only what is cached already.
+//! rankings and for random m-subsets. `--cached` analyses only what is cached already;
+//! `--dump FILE` also writes every candidate's per-group kept shares (energy, L1) and
+//! accuracy as JSON lines, one per candidate set, for analysis outside the benchmark.
 
 use burn::tensor::Device;
 use rand::rngs::StdRng;
@@ -43,8 +45,9 @@ use std::time::Instant;
 const PER_LAYER_SAMPLES: usize = 200;
 /// Held-out images scored per candidate (batches of 64).
 const HELDOUT_BATCHES: usize = 20;
-/// BatchNorm recalibration batches per candidate.
-const RECALIBRATION_BATCHES: usize = 10;
+/// BatchNorm recalibration batches per candidate (a search's default,
+/// `[evaluate] recalibration_batches`).
+const RECALIBRATION_BATCHES: usize = 20;
 
 /// One evaluated candidate, as cached.
 #[derive(Serialize, Deserialize, Clone)]
@@ -231,7 +234,11 @@ fn candidate_sets(t: &Trained, set: &data::DataSet, device: &Device) -> anyhow::
             };
             let label = format!("{} {space} {:.0}% MACs", t.name, 100.0 * target_share);
             eprintln!("{label}: {} candidates", candidates.len());
-            let file = cache_dir().join(format!("{}-{space}-{:.0}.jsonl", t.name, 100.0 * target_share));
+            let file = cache_dir().join(format!(
+                "{}-{space}-{:.0}-recalibrated{RECALIBRATION_BATCHES}.jsonl",
+                t.name,
+                100.0 * target_share
+            ));
             let records = evaluated(t, set, &candidates, &file, device)?;
             if records.is_empty() {
                 continue;
@@ -322,6 +329,30 @@ fn trained_spearman(predictor: &mut Predictor, masks: &[Vec<f32>], accuracy: &[f
     (sums.0 / 3.0, sums.1 / 3.0)
 }
 
+/// One candidate set as `--dump` writes it.
+#[derive(Serialize)]
+struct Dumped<'a> {
+    label: &'a str,
+    /// Per prunable group: its name, size, member layers and MACs per channel.
+    groups: Vec<(String, usize, usize, u64)>,
+    /// Per candidate: accuracy, then per prunable group the kept energy and L1 shares.
+    candidates: Vec<(f64, Vec<f64>, Vec<f64>)>,
+}
+
+/// The `--dump` file, when asked for.
+fn dump_file() -> Option<PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--dump")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+}
+
+/// A group's kept share of `scores` under `keep` (its channels' sum kept over their sum).
+fn group_share(scores: &[f32], keep: &[usize]) -> f64 {
+    channels::kept_share(&vec![scores.to_vec()], &[keep.to_vec()])
+}
+
 fn analyse(t: &Trained, set: &data::DataSet, sets: &[Set], device: &Device) -> anyhow::Result<()> {
     let bench = Workbench::new(&t.net, &t.weights, &t.deps, set, 5000, 64, 0, device);
     let l1 = channels::l1_scores(&t.net, &t.weights, &t.deps);
@@ -335,9 +366,32 @@ fn analyse(t: &Trained, set: &data::DataSet, sets: &[Set], device: &Device) -> a
         "| candidate set | n | accuracy range | similarity range | SACP similarity | L1 kept | params kept | prior (0 evaluated) | prior per group | predictor (24 evaluated) / L1 kept on the same rest | regret m=4/8/16: random | prior top-m | online rounds of 4 |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut dump = dump_file()
+        .map(|f| std::fs::OpenOptions::new().create(true).append(true).open(f))
+        .transpose()?;
     for s in sets {
         let accuracy: Vec<f64> = s.records.iter().map(|r| r.accuracy).collect();
         let keeps: Vec<Vec<Vec<usize>>> = s.records.iter().map(|r| keep_widths(&t.deps, &l1, &r.widths)).collect();
+        if let Some(out) = dump.as_mut() {
+            let prunable: Vec<usize> = t.deps.prunable().map(|g| g.id).collect();
+            let dumped = Dumped {
+                label: &s.label,
+                groups: t
+                    .deps
+                    .prunable()
+                    .map(|g| (g.name.clone(), g.size(), g.nodes.len(), g.cost_per_channel.macs))
+                    .collect(),
+                candidates: keeps
+                    .iter()
+                    .zip(&accuracy)
+                    .map(|(k, &a)| {
+                        let shares = |scores: &channels::Scores| prunable.iter().map(|&g| group_share(&scores[g], &k[g])).collect();
+                        (a, shares(&energy), shares(&l1))
+                    })
+                    .collect(),
+            };
+            writeln!(out, "{}", serde_json::to_string(&dumped)?)?;
+        }
         let masks: Vec<Vec<f32>> = keeps.iter().map(|k| mask_of(&t.deps, k)).collect();
         let similarity: Vec<f64> = encoder.similarity(&masks).into_iter().map(f64::from).collect();
         let l1_kept: Vec<f64> = keeps.iter().map(|k| channels::kept_share(&l1, k)).collect();
@@ -348,7 +402,7 @@ fn analyse(t: &Trained, set: &data::DataSet, sets: &[Set], device: &Device) -> a
                 k.iter()
                     .zip(&energy)
                     .filter(|(_, e)| !e.is_empty())
-                    .map(|(kept, e)| (channels::kept_share(&vec![e.clone()], std::slice::from_ref(kept))).max(1e-4).ln())
+                    .map(|(kept, e)| group_share(e, kept).max(1e-4).ln())
                     .sum()
             })
             .collect();
@@ -385,6 +439,12 @@ fn analyse(t: &Trained, set: &data::DataSet, sets: &[Set], device: &Device) -> a
 
 fn main() -> anyhow::Result<()> {
     let device = Device::flex();
+    if let Some(file) = dump_file().filter(|f| f.exists()) {
+        anyhow::bail!(
+            "--dump {}: the file exists; give a new one (it is never overwritten)",
+            file.display()
+        );
+    }
     let set = fashion_mnist()?;
     std::fs::create_dir_all(cache_dir())?;
     for (name, spec_text) in [
