@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """End-to-end comparison baseline: Torch-Pruning (PyPI `torch-pruning`, 1.6) on sacp's VGG-8
-for Fashion-MNIST, with the same network, weights, data, normalisation, augmentation and
+or ResNet-20 for Fashion-MNIST (--net), with the same network, weights, data, normalisation, augmentation and
 fine-tuning budget as sacp's own end-to-end run, so the test accuracies are comparable.
 
 Protocol (the sacp source each choice mirrors is named in brackets):
@@ -11,6 +11,14 @@ Protocol (the sacp source each choice mirrors is named in brackets):
   the safetensors tensor names (features.conv1 ... classifier.fc); the trained weights are read
   from target/ranking_bench/vgg8.safetensors (parsed by hand: u64 header length, JSON
   header, little-endian f32 data). Base test accuracy is checked on load (sacp: 91.37%).
+  --net resnet20: sacp's ResNet-20 (models/resnet20_fashion_mnist.toml; src/models/resnet.rs):
+  conv3x3 16 + BN + ReLU, three stages of three basic blocks at 16, 32, 64 channels (stride 2
+  at the first block of stages 2 and 3), option-A shortcuts (every other pixel, zero channels
+  padded half before, half after), global average pool, linear 64->10; weights from
+  target/ranking_bench/resnet20.safetensors. Torch-Pruning's graph cannot prune the residual
+  stream through the zero-pad (it merges all three stages into one group and builds an
+  invalid network), so its ResNet-20 runs prune the blocks' inner channels only; sacp prunes
+  the residual groups too.
 * Data: Fashion-MNIST IDX files (gzip or raw) in /usr/share/datasets/fashion-mnist. Pixels
   /255, then (x - 0.2860) / 0.3530 [src/data/mod.rs: fashion-mnist mean/std]. Training
   augmentation: random horizontal flip with p = 0.5, no crop [src/data/mod.rs Augment
@@ -48,7 +56,7 @@ the file are skipped, so a killed invocation loses only the run in progress):
 
     python3 benches/torch_pruning_e2e.py --table /tmp/tp_e2e/seed0.jsonl   # table only
 
-Options --weights, --data, --stop-at HH:MM (UTC; no run starts after it) and --epochs.
+Options --net vgg8|resnet20, --weights, --data, --stop-at HH:MM (UTC; no run starts after it) and --epochs.
 """
 
 import argparse
@@ -74,7 +82,7 @@ BATCH = 64
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
 TEMPERATURE, ALPHA = 4.0, 0.5
 TAYLOR_BATCHES = 10
-TOLERANCE = 0.01
+INPUT = (1, 1, 28, 28)  # the example input every network here is traced and counted with
 
 
 # ---------------------------------------------------------------------------- network
@@ -113,6 +121,75 @@ class VGG8(nn.Module):
         c = self.classifier
         return c.fc(c.relu1(c.norm1(c.linear1(x))))
 
+    def widths(self):
+        return [getattr(self.features, f"conv{i}").out_channels for i in range(1, 7)] + [
+            self.classifier.linear1.out_features
+        ]
+
+    def ignored(self):
+        return [self.classifier.fc]
+
+
+class Block(nn.Module):
+    """One basic block of sacp's CIFAR ResNet (src/models/resnet.rs cifar()): conv-BN-ReLU,
+    conv-BN, plus the "option A" shortcut (every stride-th pixel, zero channels padded
+    before and after, exec's ZeroPad), then ReLU."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout, eps=1e-5)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout, eps=1e-5)
+        self.pad = ((cout - cin) // 2, cout - cin - (cout - cin) // 2) if cin != cout else None
+        self.stride = stride
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        if self.pad is None:
+            return F.relu(y + x)
+        s = F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, self.pad[0], self.pad[1]))
+        return F.relu(y + s)
+
+
+class ResNet20(nn.Module):
+    """sacp's zoo ResNet-20 with `input = [1, 28, 28]` (src/models/resnet.rs, the spec
+    benches/ranking.sh trains) with its tensor names: conv1/bn1, layer{1,2,3}.{0,1,2}, fc."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16, eps=1e-5)
+        c = 16
+        for stage, width in enumerate([16, 32, 64]):
+            blocks = []
+            for b in range(3):
+                blocks.append(Block(c, width, 2 if stage > 0 and b == 0 else 1))
+                c = width
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(x.mean((2, 3)), 1))
+
+    def blocks(self):
+        return [b for stage in (self.layer1, self.layer2, self.layer3) for b in stage]
+
+    def widths(self):
+        return [b.conv1.out_channels for b in self.blocks()] + [b.conv2.out_channels for b in self.blocks()]
+
+    def ignored(self):
+        # Torch-Pruning 1.6 treats the channel zero-pad of an option-A shortcut as an
+        # element-wise op: it merges the three stages' residual streams into one group and
+        # prunes them into an invalid network (the fc then gets 56 features for 32 weights).
+        # So its runs prune the blocks' inner channels only (conv1 out / conv2 in), which
+        # reach 75% of the MACs; the stem and every conv2 (the residual stream) stay.
+        return [self.fc, self.conv1] + [b.conv2 for b in self.blocks()]
+
+
+# --net: the network class, and its test top-1 under `sacp eval` with the weights
+# benches/ranking.sh caches (target/ranking_bench/NET.safetensors), checked on load.
+NETS = {"vgg8": (VGG8, 0.9137), "resnet20": (ResNet20, None)}
+
 
 def read_safetensors(path):
     with open(path, "rb") as f:
@@ -131,8 +208,8 @@ def read_safetensors(path):
     return out
 
 
-def load_base(path):
-    model = VGG8()
+def load_base(net, path):
+    model = NETS[net][0]()
     tensors = read_safetensors(path)
     state = model.state_dict()
     missing = [k for k in state if k not in tensors and not k.endswith("num_batches_tracked")]
@@ -162,15 +239,10 @@ def sacp_macs(model):
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             hooks.append(m.register_forward_hook(hook))
     with torch.no_grad():
-        model.eval()(torch.zeros(1, 1, 28, 28))
+        model.eval()(torch.zeros(INPUT))
     for h in hooks:
         h.remove()
     return total
-
-
-def widths(model):
-    f = model.features
-    return [getattr(f, f"conv{i}").out_channels for i in range(1, 7)] + [model.classifier.linear1.out_features]
 
 
 # ---------------------------------------------------------------------------- data
@@ -257,16 +329,16 @@ def prune_once(base, ratio, criterion, allocation, grads):
             p.grad = grads[n].clone()
     pruner = tp.pruner.MetaPruner(
         model,
-        torch.zeros(1, 1, 28, 28),
+        torch.zeros(INPUT),
         importance=importance(criterion),
         global_pruning=allocation == "global",
         pruning_ratio=ratio,
         iterative_steps=1,
-        ignored_layers=[model.classifier.fc],
+        ignored_layers=model.ignored(),
     )
     pruner.step()
     model.zero_grad(set_to_none=True)
-    macs, params = tp.utils.count_ops_and_params(model, torch.zeros(1, 1, 28, 28))
+    macs, params = tp.utils.count_ops_and_params(model, torch.zeros(INPUT))
     return model, macs, params
 
 
@@ -339,7 +411,7 @@ def finetune(model, teacher, x, y, train_idx, seed, epochs):
 
 
 def key(r):
-    return (float(r["target"]), r["criterion"], r["allocation"], int(r["seed"]))
+    return (r.get("net", "vgg8"), float(r["target"]), r["criterion"], r["allocation"], int(r["seed"]))
 
 
 def read_records(path):
@@ -352,7 +424,7 @@ def read_records(path):
 def table(records):
     groups = {}
     for r in records:
-        groups.setdefault((r["target"], r["criterion"], r["allocation"]), []).append(r)
+        groups.setdefault((r.get("net", "vgg8"), r["target"], r["criterion"], r["allocation"]), []).append(r)
 
     def stat(vals, pct=True):
         s = 100.0 if pct else 1.0
@@ -361,11 +433,11 @@ def table(records):
             return f"{m:6.2f} ± {s * float(np.std(vals, ddof=1)):4.2f}"
         return f"{m:6.2f}"
 
-    head = f"{'target':>6} {'criterion':>9} {'alloc':>7} {'n':>2} {'MACs -%':>15} {'params -%':>15} {'held-out after prune':>20} {'test after prune':>16} {'test after FT':>15} {'s/run':>6}"
+    head = f"{'net':>8} {'target':>6} {'criterion':>9} {'alloc':>7} {'n':>2} {'MACs -%':>15} {'params -%':>15} {'held-out after prune':>20} {'test after prune':>16} {'test after FT':>15} {'s/run':>6}"
     lines = [head, "-" * len(head)]
-    for (t, c, a), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "uniform")):
+    for (n, t, c, a), rs in sorted(groups.items(), key=lambda kv: (kv[0][:3], kv[0][3] != "uniform")):
         lines.append(
-            f"{t:>6.2f} {c:>9} {a:>7} {len(rs):>2} "
+            f"{n:>8} {t:>6.2f} {c:>9} {a:>7} {len(rs):>2} "
             f"{stat([r['macs_reduction'] for r in rs]):>15} {stat([r['params_reduction'] for r in rs]):>15} "
             f"{stat([r['heldout_acc_pruned'] for r in rs]):>20} {stat([r['test_acc_pruned'] for r in rs]):>16} "
             f"{stat([r['test_acc_finetuned'] for r in rs]):>15} {np.mean([r['wall_seconds'] for r in rs]):>6.0f}"
@@ -392,7 +464,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--out", default="/tmp/tp_e2e/results.jsonl")
-    p.add_argument("--weights", default=os.path.join(ROOT, "target/ranking_bench/vgg8.safetensors"))
+    p.add_argument("--net", choices=sorted(NETS), default="vgg8", help="the network (sacp's zoo twin)")
+    p.add_argument("--weights", default=None, help="default: target/ranking_bench/NET.safetensors")
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--stop-at", default=None, help="HH:MM UTC after which no new run starts")
     p.add_argument("--table", metavar="JSONL", help="print the table of a results file and exit")
@@ -409,16 +482,18 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
 
     x, y, x_test, y_test = load_data(args.data)
-    base = load_base(args.weights)
+    weights = args.weights or os.path.join(ROOT, f"target/ranking_bench/{args.net}.safetensors")
+    base = load_base(args.net, weights)
+    expected = NETS[args.net][1]
     base_test = accuracy(base, x_test, y_test)
-    base_macs, base_params = tp.utils.count_ops_and_params(base, torch.zeros(1, 1, 28, 28))
+    base_macs, base_params = tp.utils.count_ops_and_params(base, torch.zeros(INPUT))
     base_sacp_macs = sacp_macs(base)
     print(
-        f"base: test top-1 {100 * base_test:.2f}% (sacp: 91.37%), MACs {base_macs:.0f} (sacp count {base_sacp_macs}), "
+        f"base {args.net}: test top-1 {100 * base_test:.2f}% (sacp: {expected}), MACs {base_macs:.0f} (sacp count {base_sacp_macs}), "
         f"params {base_params:.0f}; torch {torch.__version__}, torch_pruning {tp.__version__}, {args.threads} threads",
         flush=True,
     )
-    if abs(base_test - 0.9137) > 0.01:
+    if expected is not None and abs(base_test - expected) > 0.01:
         sys.exit("the base accuracy is far from sacp's: the network or the normalisation is wrong")
 
     stop = deadline(args.stop_at)
@@ -437,7 +512,7 @@ def main():
         for criterion in criteria:
             for allocation in allocations:
                 for target in targets:
-                    k = (target, criterion, allocation, seed)
+                    k = (args.net, target, criterion, allocation, seed)
                     if k in done:
                         print(f"skip {k}: already in {args.out}", flush=True)
                         continue
@@ -460,12 +535,13 @@ def main():
                     train_loss = finetune(model, base, x, y, train_idx, seed, args.epochs)
                     ft_seconds = time.time() - t0
                     record = {
+                        "net": args.net,
                         "target": target,
                         "criterion": criterion,
                         "allocation": allocation,
                         "seed": seed,
                         "pruning_ratio": ratio,
-                        "widths": widths(model),
+                        "widths": model.widths(),
                         "macs_base": base_macs,
                         "macs": macs,
                         "macs_reduction": reduction,

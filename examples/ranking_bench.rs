@@ -75,8 +75,9 @@ fn fashion_mnist() -> anyhow::Result<data::DataSet> {
     Ok(data::open("fashion-mnist:/usr/share/datasets/fashion-mnist", [1, 28, 28])?)
 }
 
-fn trained(name: &'static str, spec_text: &str, set: &data::DataSet, device: &Device) -> anyhow::Result<Trained> {
-    let net = spec::parse(spec_text, Path::new(name))?.network;
+fn trained(name: &'static str, set: &data::DataSet, device: &Device) -> anyhow::Result<Trained> {
+    let spec_file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/{name}_fashion_mnist.toml"));
+    let net = spec::load(&spec_file)?.network;
     let file = cache_dir().join(format!("{name}.safetensors"));
     let weights = if file.is_file() {
         weights::load(&file)?
@@ -447,20 +448,11 @@ fn main() -> anyhow::Result<()> {
     }
     let set = fashion_mnist()?;
     std::fs::create_dir_all(cache_dir())?;
-    for (name, spec_text) in [
-        (
-            "vgg8",
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/vgg8_fashion_mnist.toml"))?,
-        ),
-        (
-            "resnet20",
-            "arch = \"resnet\"\ndepth = 20\nnum_classes = 10\ninput = [1, 28, 28]\n".to_string(),
-        ),
-    ] {
+    for name in ["vgg8", "resnet20"] {
         if std::env::args().any(|a| a == "--cached") && !cache_dir().join(format!("{name}.safetensors")).is_file() {
             continue;
         }
-        let t = trained(name, &spec_text, &set, &device)?;
+        let t = trained(name, &set, &device)?;
         let sets = candidate_sets(&t, &set, &device)?;
         analyse(&t, &set, &sets, &device)?;
     }
