@@ -7,6 +7,11 @@
 //!   thread (`parallelism = "candidates"`) and one candidate at a time with both threads in
 //!   its kernels (`"kernels"`).
 //!
+//! * `grid` (lines `RESULT grid NETWORK LEVELS TARGET FEASIBLE WALK_S EVERY_S`): the feasible
+//!   grid of ResNet-20's per-layer space (3 levels ^ 12 rate groups) at 50% and 75% of the
+//!   MACs ± 1%, walked as `sacp search` walks it and, in the same process, by costing every
+//!   point.
+//!
 //! How well rankings predict accuracy is `examples/ranking_bench.rs`.
 //!
 //! `cargo run --example search_bench -- throughput [vgg8|resnet56]` (one network only when
@@ -163,6 +168,40 @@ fn main() -> anyhow::Result<()> {
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["throughput"] => throughput(None),
         ["throughput", only @ ("vgg8" | "resnet56")] => throughput(Some(only)),
-        _ => anyhow::bail!("usage: search_bench throughput [vgg8|resnet56]"),
+        ["grid"] => grid(),
+        _ => anyhow::bail!("usage: search_bench throughput [vgg8|resnet56] | grid"),
     }
+}
+
+/// The feasible grid walked vs every point costed (see the module comment).
+fn grid() -> anyhow::Result<()> {
+    use rayon::prelude::*;
+    let net = spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/resnet20_fashion_mnist.toml"))?.network;
+    let deps = Dependencies::analyse(&net);
+    let groups = clusters::clustered(&net, &deps.prunable().collect::<Vec<_>>(), Clustering::PerLayer);
+    let layout = Layout::new(&net, &deps, groups, vec![0.0, 0.5, 0.75]);
+    for macs in [0.5, 0.75] {
+        let target = Target {
+            macs: Some(macs),
+            params: None,
+            latency: None,
+            tolerance: 0.01,
+        };
+        let started = Instant::now();
+        let walked = layout.feasible_grid(&target).len();
+        let walk = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let every = (0..layout.combinations())
+            .into_par_iter()
+            .filter(|&i| target.admits(&layout.candidate(&layout.grid_point(i))))
+            .count();
+        let every_s = started.elapsed().as_secs_f64();
+        anyhow::ensure!(every == walked, "the walk found {walked} points, costing every point {every}");
+        println!(
+            "RESULT grid resnet20 {}^{} {macs} {walked} {walk:.2} {every_s:.2}",
+            layout.levels.len(),
+            layout.rate_groups.len()
+        );
+    }
+    Ok(())
 }

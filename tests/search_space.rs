@@ -299,3 +299,43 @@ fn the_example_spaces_are_well_formed() {
     assert!(seen >= 5, "only {seen} example spaces");
     assert!(Path::new(&folder.join("quickstart.toml")).is_file());
 }
+
+/// The grid walk that skips subtrees out of the targets' reach finds exactly the points
+/// that costing every point of the grid finds, in the same order: on a plain chain, a
+/// residual network with zero-padded shortcuts and a network of depthwise convolutions,
+/// with and without width rounding, for MACs, parameter and joint targets.
+#[test]
+fn the_grid_walk_finds_every_feasible_point() {
+    use sacp::search::clusters::clustered;
+    use sacp::search::space::Clustering;
+    let mut nonempty = 0;
+    for model in ["vgg8_fashion_mnist", "resnet20_fashion_mnist", "mobilenetv2_imagenet"] {
+        let net = sacp::spec::load(&root().join(format!("models/{model}.toml"))).unwrap().network;
+        let deps = Dependencies::analyse(&net);
+        let groups = clustered(&net, &deps.prunable().collect::<Vec<_>>(), Clustering::PerStage);
+        assert!(groups.len() >= 3, "{model}: {} rate groups", groups.len());
+        for round_to in [1, 8] {
+            let layout = Layout::new(&net, &deps, groups.clone(), vec![0.0, 0.3, 0.6, 0.8]).with_round_to(round_to);
+            for (macs, params) in [(Some(0.5), None), (None, Some(0.4)), (Some(0.6), Some(0.5)), (Some(0.97), None)] {
+                let target = Target {
+                    latency: None,
+                    macs,
+                    params,
+                    tolerance: 0.04,
+                };
+                let every: Vec<Vec<f64>> = (0..layout.combinations())
+                    .map(|i| layout.candidate(&layout.grid_point(i)))
+                    .filter(|c| target.admits(c))
+                    .map(|c| c.rates)
+                    .collect();
+                let walked: Vec<Vec<f64>> = layout.feasible_grid(&target).into_iter().map(|c| c.rates).collect();
+                assert_eq!(walked, every, "{model}, round_to {round_to}, macs {macs:?}, params {params:?}");
+                nonempty += usize::from(!every.is_empty());
+            }
+        }
+    }
+    assert!(
+        nonempty >= 12,
+        "only {nonempty} of 24 cases have feasible points: the comparison is too weak"
+    );
+}

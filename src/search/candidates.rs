@@ -124,11 +124,16 @@ impl<'a> Layout<'a> {
         widths
     }
 
+    /// The network pruned to these widths (each group keeps its first channels).
+    fn pruned(&self, widths: &[usize]) -> Network {
+        let keep: Vec<Vec<usize>> = widths.iter().map(|&w| (0..w).collect()).collect();
+        surgery::prune_network(self.net, self.deps, &keep).expect("prefix keep-sets of admissible widths are valid")
+    }
+
     /// The candidate at these rates, with its cost.
     pub fn candidate(&self, rates: &[f64]) -> Candidate {
         let widths = self.widths(rates);
-        let keep: Vec<Vec<usize>> = widths.iter().map(|&w| (0..w).collect()).collect();
-        let pruned = surgery::prune_network(self.net, self.deps, &keep).expect("prefix keep-sets of admissible widths are valid");
+        let pruned = self.pruned(&widths);
         let cost = pruned.total_cost();
         let latency = self.latency.map(|(table, base)| {
             let ms = table.predict_ms(&pruned);
@@ -162,12 +167,63 @@ impl<'a> Layout<'a> {
     }
 
     /// Every grid point the target admits, in grid order (costed in parallel).
+    ///
+    /// The grid is walked as a tree, one rate group per level. MACs and parameters only fall
+    /// as a rate rises, so the reductions reachable below a prefix of rates lie between its
+    /// completion with the lowest level and its completion with the highest; a subtree whose
+    /// range misses a MACs or parameters target is skipped without costing its points.
     pub fn feasible_grid(&self, target: &Target) -> Vec<Candidate> {
-        (0..self.combinations())
-            .into_par_iter()
-            .map(|i| self.candidate(&self.grid_point(i)))
-            .filter(|c| target.admits(c))
-            .collect()
+        self.feasible_below(Vec::with_capacity(self.rate_groups.len()), target)
+    }
+
+    /// The feasible grid points whose first rates are `prefix`, in grid order.
+    fn feasible_below(&self, prefix: Vec<f64>, target: &Target) -> Vec<Candidate> {
+        if prefix.len() == self.rate_groups.len() {
+            let c = self.candidate(&prefix);
+            return if target.admits(&c) { vec![c] } else { Vec::new() };
+        }
+        if !self.may_admit_below(&prefix, target) {
+            return Vec::new();
+        }
+        let below: Vec<Vec<Candidate>> = self
+            .levels
+            .par_iter()
+            .map(|&level| {
+                let mut rates = prefix.clone();
+                rates.push(level);
+                self.feasible_below(rates, target)
+            })
+            .collect();
+        below.concat()
+    }
+
+    /// The lowest and the highest rate level.
+    fn level_range(&self) -> (f64, f64) {
+        let lowest = self.levels.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest = self.levels.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lowest, highest)
+    }
+
+    /// False when no completion of `prefix` can meet the MACs or parameters target.
+    fn may_admit_below(&self, prefix: &[f64], target: &Target) -> bool {
+        if target.macs.is_none() && target.params.is_none() {
+            return true;
+        }
+        let completed = |level: f64| {
+            let mut rates = prefix.to_vec();
+            rates.resize(self.rate_groups.len(), level);
+            let cost = self.pruned(&self.widths(&rates)).total_cost();
+            (
+                1.0 - cost.macs as f64 / self.base.macs as f64,
+                1.0 - cost.params as f64 / self.base.params as f64,
+            )
+        };
+        let (lowest, highest) = self.level_range();
+        let (least_macs, least_params) = completed(lowest);
+        let (most_macs, most_params) = completed(highest);
+        let slack = target.tolerance + 1e-12;
+        let reachable = |t: Option<f64>, least: f64, most: f64| t.is_none_or(|t| most >= t - slack && least <= t + slack);
+        reachable(target.macs, least_macs, most_macs) && reachable(target.params, least_params, most_params)
     }
 }
 
@@ -192,16 +248,28 @@ pub fn check_space(space: &SearchSpace, layout: &Layout, target: &Target) -> Res
     }
     let feasible = layout.feasible_grid(target);
     if feasible.is_empty() {
-        let all: Vec<Candidate> = (0..n).into_par_iter().map(|i| layout.candidate(&layout.grid_point(i))).collect();
-        let range = |f: fn(&Candidate) -> f64| {
-            let lo = all.iter().map(f).fold(f64::INFINITY, f64::min);
-            let hi = all.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
+        let alone = |macs: Option<f64>, params: Option<f64>, latency: Option<f64>| Target {
+            macs,
+            params,
+            latency,
+            tolerance: target.tolerance,
+        };
+        let unreachable = |t: Target| layout.feasible_grid(&t).is_empty();
+        // MACs and parameters fall as rates rise, so the grid's extremes bound their range;
+        // predicted latency need not, so its range is read off every point.
+        let range = |candidates: &[Candidate], f: &dyn Fn(&Candidate) -> f64| {
+            let lo = candidates.iter().map(f).fold(f64::INFINITY, f64::min);
+            let hi = candidates.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
             (100.0 * lo, 100.0 * hi)
         };
+        let extremes = || {
+            let (lowest, highest) = layout.level_range();
+            [lowest, highest].map(|level| layout.candidate(&vec![level; layout.rate_groups.len()]))
+        };
         let tol = 100.0 * target.tolerance;
-        let (key, message) = match (target.macs, target.params) {
-            (Some(t), _) if !all.iter().any(|c| (c.macs_reduction - t).abs() <= target.tolerance) => {
-                let (lo, hi) = range(|c| c.macs_reduction);
+        let (key, message) = match (target.macs, target.params, target.latency) {
+            (Some(t), _, _) if unreachable(alone(Some(t), None, None)) => {
+                let (lo, hi) = range(&extremes(), &|c| c.macs_reduction);
                 (
                     "constraints.macs_reduction",
                     format!(
@@ -210,8 +278,8 @@ pub fn check_space(space: &SearchSpace, layout: &Layout, target: &Target) -> Res
                     ),
                 )
             }
-            (_, Some(t)) if !all.iter().any(|c| (c.params_reduction - t).abs() <= target.tolerance) => {
-                let (lo, hi) = range(|c| c.params_reduction);
+            (_, Some(t), _) if unreachable(alone(None, Some(t), None)) => {
+                let (lo, hi) = range(&extremes(), &|c| c.params_reduction);
                 (
                     "constraints.params_reduction",
                     format!(
@@ -220,17 +288,14 @@ pub fn check_space(space: &SearchSpace, layout: &Layout, target: &Target) -> Res
                     ),
                 )
             }
-            (_, _)
-                if target
-                    .latency
-                    .is_some_and(|t| !all.iter().any(|c| c.latency.is_some_and(|l| (l.1 - t).abs() <= target.tolerance))) =>
-            {
-                let (lo, hi) = range(|c| c.latency.map_or(f64::NAN, |l| l.1));
+            (_, _, Some(t)) if unreachable(alone(None, None, Some(t))) => {
+                let all: Vec<Candidate> = (0..n).into_par_iter().map(|i| layout.candidate(&layout.grid_point(i))).collect();
+                let (lo, hi) = range(&all, &|c| c.latency.map_or(f64::NAN, |l| l.1));
                 (
                     "constraints",
                     format!(
                         "no combination of the space removes {:.1}% ± {tol:.1}% of the predicted latency: they remove {lo:.1}% to {hi:.1}%; change the latency target or `space.rates`",
-                        100.0 * target.latency.unwrap_or_default()
+                        100.0 * t
                     ),
                 )
             }
