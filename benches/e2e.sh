@@ -7,8 +7,8 @@
 # and MACs target:
 #   search: `sacp search` with the defaults (GCN predictor, evolution, budget 32, top-m 8) on a
 #           per-layer space, tolerance 0.01, fine-tuned by the search; rates 0/0.25/0.5/0.75
-#           on VGG-8 (4^7 combinations), 0/0.5/0.75 on ResNet-20 (3^12: the whole grid is
-#           enumerated, and 4^12 took over 4 minutes before the first candidate);
+#           on VGG-8 (4^7 combinations), 0/0.5/0.75 on ResNet-20 (3^12; its seed-0 figures
+#           were measured with these rates, when the whole grid was costed point by point);
 #   l1:     `sacp prune --importance l1 --allocation uniform --recalibrate 10` then
 #           `sacp train` with the same budget, then `sacp eval` on the test split.
 # Fine-tuning everywhere: 1 epoch, lr 0.01 cosine, distillation from the unpruned network

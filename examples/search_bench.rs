@@ -7,10 +7,10 @@
 //!   thread (`parallelism = "candidates"`) and one candidate at a time with both threads in
 //!   its kernels (`"kernels"`).
 //!
-//! * `grid` (lines `RESULT grid NETWORK LEVELS TARGET FEASIBLE WALK_S EVERY_S`): the feasible
-//!   grid of ResNet-20's per-layer space (3 levels ^ 12 rate groups) at 50% and 75% of the
-//!   MACs ± 1%, walked as `sacp search` walks it and, in the same process, by costing every
-//!   point.
+//! * `grid` (lines `RESULT grid NETWORK LEVELS TARGET FEASIBLE WALK_S EVERY_S PRUNED_S`): the
+//!   feasible grid of ResNet-20's per-layer space (3 levels ^ 12 rate groups) at 50% and 75%
+//!   of the MACs ± 1%, in one process: walked as `sacp search` walks it, every point costed
+//!   from its widths, and every point costed by building its pruned network.
 //!
 //! How well rankings predict accuracy is `examples/ranking_bench.rs`.
 //!
@@ -196,9 +196,23 @@ fn grid() -> anyhow::Result<()> {
             .filter(|&i| target.admits(&layout.candidate(&layout.grid_point(i))))
             .count();
         let every_s = started.elapsed().as_secs_f64();
-        anyhow::ensure!(every == walked, "the walk found {walked} points, costing every point {every}");
+        let started = Instant::now();
+        let by_pruning = (0..layout.combinations())
+            .into_par_iter()
+            .filter(|&i| {
+                let widths = layout.widths(&layout.grid_point(i));
+                let keep: Vec<Vec<usize>> = widths.iter().map(|&w| (0..w).collect()).collect();
+                let cost = sacp::surgery::prune_network(&net, &deps, &keep).expect("valid widths").total_cost();
+                (1.0 - cost.macs as f64 / layout.base().macs as f64 - macs).abs() <= target.tolerance + 1e-12
+            })
+            .count();
+        let pruned_s = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            every == walked && by_pruning == walked,
+            "the walk found {walked} points, costing every point {every}, pruning every point {by_pruning}"
+        );
         println!(
-            "RESULT grid resnet20 {}^{} {macs} {walked} {walk:.2} {every_s:.2}",
+            "RESULT grid resnet20 {}^{} {macs} {walked} {walk:.2} {every_s:.2} {pruned_s:.2}",
             layout.levels.len(),
             layout.rate_groups.len()
         );

@@ -339,3 +339,34 @@ fn the_grid_walk_finds_every_feasible_point() {
         "only {nonempty} of 24 cases have feasible points: the comparison is too weak"
     );
 }
+
+/// Candidates are costed from their widths without building their networks, and that
+/// costing agrees with the pruned network's own count on every zoo model, at random rates
+/// per channel group, with and without width rounding.
+#[test]
+fn costing_from_widths_matches_the_pruned_network() {
+    use rand::{RngExt, SeedableRng, rngs::StdRng};
+    use sacp::search::clusters::clustered;
+    use sacp::search::space::Clustering;
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut models = 0;
+    for entry in std::fs::read_dir(root().join("models")).unwrap() {
+        let path = entry.unwrap().path();
+        let net = sacp::spec::load(&path).unwrap().network;
+        let deps = Dependencies::analyse(&net);
+        let groups = clustered(&net, &deps.prunable().collect::<Vec<_>>(), Clustering::PerLayer);
+        for round_to in [1, 8] {
+            let layout = Layout::new(&net, &deps, groups.clone(), vec![0.0, 0.9]).with_round_to(round_to);
+            assert!(layout.costs_from_widths(), "{}: costed by pruning", path.display());
+            for _ in 0..20 {
+                let rates: Vec<f64> = (0..groups.len()).map(|_| rng.random_range(0.0..0.95)).collect();
+                let c = layout.candidate(&rates);
+                let keep: Vec<Vec<usize>> = c.widths.iter().map(|&w| (0..w).collect()).collect();
+                let pruned = sacp::surgery::prune_network(&net, &deps, &keep).unwrap().total_cost();
+                assert_eq!((c.macs, c.params), (pruned.macs, pruned.params), "{} at {rates:?}", path.display());
+            }
+        }
+        models += 1;
+    }
+    assert!(models >= 10, "only {models} zoo models");
+}

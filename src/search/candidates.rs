@@ -3,6 +3,7 @@
 //! the graph, no backend).
 
 use super::clusters::RateGroup;
+use super::costing::WidthCost;
 use super::latency::LatencyTable;
 use super::space::SearchSpace;
 use crate::deps::Dependencies;
@@ -45,6 +46,7 @@ pub struct Layout<'a> {
     pub round_to: usize,
     base: Cost,
     latency: Option<(&'a LatencyTable, f64)>,
+    width_cost: Option<WidthCost>,
 }
 
 /// Reduction targets with their tolerance.
@@ -84,6 +86,7 @@ impl<'a> Layout<'a> {
             round_to: 1,
             base: net.total_cost(),
             latency: None,
+            width_cost: WidthCost::new(net, deps),
         }
     }
 
@@ -130,15 +133,31 @@ impl<'a> Layout<'a> {
         surgery::prune_network(self.net, self.deps, &keep).expect("prefix keep-sets of admissible widths are valid")
     }
 
+    /// True when candidates are costed from their widths alone, without building their
+    /// networks (every layer's channels belong to channel groups; see `costing.rs`).
+    pub fn costs_from_widths(&self) -> bool {
+        self.width_cost.is_some()
+    }
+
+    /// MACs and parameters of the network pruned to `widths`.
+    fn cost(&self, widths: &[usize]) -> Cost {
+        match &self.width_cost {
+            Some(model) => model.cost(widths),
+            None => self.pruned(widths).total_cost(),
+        }
+    }
+
     /// The candidate at these rates, with its cost.
     pub fn candidate(&self, rates: &[f64]) -> Candidate {
         let widths = self.widths(rates);
-        let pruned = self.pruned(&widths);
-        let cost = pruned.total_cost();
-        let latency = self.latency.map(|(table, base)| {
-            let ms = table.predict_ms(&pruned);
-            (ms, 1.0 - ms / base)
-        });
+        let (cost, latency) = match self.latency {
+            Some((table, base)) => {
+                let pruned = self.pruned(&widths);
+                let ms = table.predict_ms(&pruned);
+                (pruned.total_cost(), Some((ms, 1.0 - ms / base)))
+            }
+            None => (self.cost(&widths), None),
+        };
         Candidate {
             rates: rates.to_vec(),
             macs: cost.macs,
@@ -212,7 +231,7 @@ impl<'a> Layout<'a> {
         let completed = |level: f64| {
             let mut rates = prefix.to_vec();
             rates.resize(self.rate_groups.len(), level);
-            let cost = self.pruned(&self.widths(&rates)).total_cost();
+            let cost = self.cost(&self.widths(&rates));
             (
                 1.0 - cost.macs as f64 / self.base.macs as f64,
                 1.0 - cost.params as f64 / self.base.params as f64,

@@ -11,6 +11,7 @@
 
 pub mod candidates;
 pub mod clusters;
+mod costing;
 pub mod latency;
 pub mod log;
 pub mod space;
