@@ -34,7 +34,8 @@ pub(super) struct WidthCost {
 
 impl WidthCost {
     /// The model of `net`, or `None` when some layer carries channels that no group or only
-    /// part of its groups account for (then only pruning the network costs it exactly).
+    /// part of its groups account for, or that no group touches while an input's are
+    /// pruned (then only pruning the network costs it exactly).
     pub(super) fn new(net: &Network, deps: &Dependencies) -> Option<Self> {
         let mut parts: Vec<Vec<(usize, Vec<usize>)>> = vec![Vec::new(); net.len()];
         for group in &deps.groups {
@@ -54,6 +55,8 @@ impl WidthCost {
                 }
             }
         }
+        // A layer no group touches keeps its count only when its inputs keep theirs.
+        let mut fixed = vec![false; net.len()];
         let channels = net
             .nodes()
             .zip(parts)
@@ -65,7 +68,9 @@ impl WidthCost {
                     _ => None,
                 };
                 if parts.is_empty() {
-                    Some(Channels::Fixed(count))
+                    let inputs_fixed = net.inputs(node).iter().all(|i| fixed[i.index()]);
+                    fixed[node.index()] = inputs_fixed;
+                    inputs_fixed.then_some(Channels::Fixed(count))
                 } else if full == count {
                     Some(Channels::Units { parts, scale: 1 })
                 } else {
